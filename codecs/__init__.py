@@ -1,0 +1,27 @@
+"""tokenlm.codecs: audio <-> multi-codebook tokens, offline and streaming.
+
+    >>> import tokenlm.codecs as tc
+    >>> codec = tc.load("default")                 # bundled 16 kHz speech codec
+    >>> codes = codec.encode(wav)                  # wav [B, 1, T] -> codes [B, Q, F]
+    >>> audio = codec.decode(codes)                # -> [B, 1, F * hop_length]
+    >>> with codec.streaming(batch_size=1):       # frame by frame, same result
+    ...     codes = codec.encode(chunk)            # chunk: whole frames
+"""
+
+from .base import Codec
+from .checkpoint import UntrainedCodecWarning, load, load_codec, save_codec, untrained
+from .rvq_codec import DEFAULT_PRESET, PRESETS, CodecOutput, RVQCodec, RVQCodecConfig
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "Codec",
+    "CodecOutput",
+    "RVQCodec",
+    "RVQCodecConfig",
+    "UntrainedCodecWarning",
+    "load",
+    "load_codec",
+    "save_codec",
+    "untrained",
+]

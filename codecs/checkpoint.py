@@ -1,0 +1,170 @@
+"""Codec checkpoints: safetensors weights + a JSON config, and ``load(name_or_path)``.
+
+A checkpoint is a folder with ``model.safetensors`` and ``config.json``. The config is
+also embedded in the safetensors metadata, so the weights file alone is enough::
+
+    {"format": "tokenlm-codec", "version": 1, "backend": "rvq", "config": {...RVQCodecConfig...}}
+
+Models are built on the meta device and the weights assigned, so nothing is initialised
+twice. Every way a checkpoint can be broken raises :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from tokenlm.errors import CheckpointError
+
+from .base import Codec
+from .rvq_codec import DEFAULT_PRESET, PRESETS, RVQCodec, RVQCodecConfig
+
+FORMAT, VERSION = "tokenlm-codec", 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+ENCODEC_NAMES = ("encodec_24khz", "encodec_48khz")
+
+
+class UntrainedCodecWarning(UserWarning):
+    """The codec has random weights: tokens and audio are meaningless until it is trained."""
+
+
+def save_codec(codec: RVQCodec, path: str | os.PathLike) -> Path:
+    """Write ``codec`` to the folder ``path`` (created) as model.safetensors + config.json, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    header = {"format": FORMAT, "version": VERSION, **codec.config_dict, "trained": bool(codec.trained)}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in codec.state_dict().items()}
+    _atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"tokenlm": json.dumps(header)}))
+    _atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=2) + "\n"))
+    return path
+
+
+def load_codec(path: str | os.PathLike, device: str | torch.device = "cpu") -> RVQCodec:
+    """Load a checkpoint folder (or its model.safetensors) written by :func:`save_codec`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    weights = path / WEIGHTS if path.is_dir() else path
+    if not weights.exists():
+        raise CheckpointError(f"{path}: no codec checkpoint here (expected {WEIGHTS} and {CONFIG})")
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: cannot read weights, file truncated or not safetensors ({e})") from None
+    header = _parse_header(meta.get("tokenlm"), weights)
+    sidecar = weights.parent / CONFIG
+    if sidecar.exists():
+        try:
+            side = json.loads(sidecar.read_text())
+        except (json.JSONDecodeError, OSError) as e:
+            raise CheckpointError(f"{sidecar}: not valid JSON ({e})") from None
+        if side.get("config") != header.get("config"):
+            raise CheckpointError(f"{sidecar}: config does not match the one stored in {weights.name}")
+    cfg = RVQCodecConfig.from_dict(header["config"])
+    with torch.device("meta"):
+        codec = RVQCodec(cfg)
+    _assign(codec, state, weights)
+    codec.trained = bool(header.get("trained", True))
+    return codec.to(device).eval()
+
+
+def load(name_or_path: str | os.PathLike = "default", *, weights: str | os.PathLike | None = None,
+         device: str | torch.device = "cpu") -> Codec:
+    """Build a codec by name or path.
+
+    - ``"default"``: the bundled default codec (an untrained ``speech16k`` model, with an
+      :class:`UntrainedCodecWarning`, until trained weights ship);
+    - a preset name (``"speech16k"``, ``"tiny"``): that architecture with random weights
+      (seed 0), for training or tests;
+    - ``"encodec_24khz"`` / ``"encodec_48khz"``: EnCodec, with pretrained weights read from
+      ``weights`` (a file or folder) or ``$TOKENLM_ENCODEC_DIR``;
+    - a path to a checkpoint folder or ``.safetensors`` file.
+    """
+    name = str(name_or_path)
+    if name == "default":
+        bundled = PRETRAINED_DIR / "default"
+        if (bundled / WEIGHTS).exists():
+            return load_codec(bundled, device)
+        return untrained(DEFAULT_PRESET, device=device)
+    if name in ENCODEC_NAMES:
+        from .encodec_backend import EncodecCodec
+
+        return EncodecCodec(model=name.split("_")[1], weights=weights).to(device)
+    if name in PRESETS and not Path(name).exists():
+        return untrained(name, device=device)
+    if Path(name).exists():
+        return load_codec(name, device)
+    choices = ", ".join(["default", *PRESETS, *ENCODEC_NAMES])
+    raise CheckpointError(f"unknown codec '{name}': not a file or folder, nor one of: {choices}")
+
+
+def untrained(preset: str = DEFAULT_PRESET, seed: int = 0, device: str | torch.device = "cpu") -> RVQCodec:
+    """A codec with deterministic random weights (same seed, same weights, same fingerprint)."""
+    warnings.warn(
+        f"codec '{preset}' is untrained (random weights, seed {seed}): its tokens and audio carry no "
+        "meaning; train one with recipes/train_codec.py",
+        UntrainedCodecWarning,
+        stacklevel=2,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        codec = RVQCodec(PRESETS[preset])
+        codec.quantizer.randomize_codebooks()
+    codec.trained = False
+    return codec.to(device).eval()
+
+
+def _parse_header(raw: str | None, where: Path) -> dict:
+    if raw is None:
+        raise CheckpointError(f"{where}: not a tokenlm codec checkpoint (no 'tokenlm' metadata)")
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{where}: corrupt checkpoint metadata ({e})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: format is {header.get('format')!r}, expected {FORMAT!r}")
+    if int(header.get("version", 0)) > VERSION:
+        raise CheckpointError(f"{where}: checkpoint version {header['version']} is newer than this tokenlm "
+                              f"(reads up to {VERSION}); upgrade tokenlm")
+    if header.get("backend") != "rvq" or "config" not in header:
+        raise CheckpointError(f"{where}: unsupported codec backend {header.get('backend')!r}")
+    return header
+
+
+def _assign(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{where}: weights do not match the config: {', '.join(parts)}")
+    for k, t in expected.items():
+        if tuple(t.shape) != tuple(state[k].shape):
+            raise CheckpointError(f"{where}: config mismatch: '{k}' has shape {tuple(state[k].shape)} "
+                                  f"but the config needs {tuple(t.shape)}")
+    model.load_state_dict(state, assign=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

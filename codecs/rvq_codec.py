@@ -1,0 +1,182 @@
+"""tokenlm's own codec: causal SEANet encoder/decoder, optional bottleneck transformer, residual VQ.
+
+    wav [B, C, T] -> encoder (convs, stride = prod(ratios)) -> [B, D, F]
+                  -> (transformer) -> residual VQ -> codes [B, Q, F]
+    codes -> lookup-and-sum -> [B, D, F] -> (transformer) -> decoder (transposed convs) -> wav
+
+Everything is causal, so the codec streams frame by frame with the same output as
+offline. Sizes are set by :class:`RVQCodecConfig`; ``PRESETS`` names the supported ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from tokenlm.errors import CheckpointError
+
+from .base import Codec
+from .modules import CausalConv1d, CausalConvTranspose1d, CausalTransformer, ResidualBlock
+from .quantizer import QuantizerOutput, ResidualQuantizer
+
+
+@dataclass
+class RVQCodecConfig:
+    sample_rate: int = 16000
+    channels: int = 1
+    patch_size: int = 4  # samples folded into channels before the first conv (cheap first stride)
+    ratios: tuple[int, ...] = (4, 5, 8)  # conv strides after patching; hop = patch_size * product
+    base_channels: int = 32  # width at the patch rate, doubled after each stride ...
+    max_channels: int = 256  # ... up to this
+    dimension: int = 128  # latent width at frame rate
+    residual_layers: int = 1  # residual blocks per stride level (dilations 1, 3, 9, ...)
+    residual_kernel_size: int = 3
+    kernel_size: int = 7  # first and last conv
+    compress: int = 2  # residual-block bottleneck factor
+    transformer_layers: int = 2  # per side (encoder and decoder); 0 disables
+    transformer_heads: int = 4
+    transformer_context: int = 50  # frames of attention context (2 s at 25 Hz)
+    num_codebooks: int = 8
+    codebook_size: int = 1024
+    codebook_dim: int | None = None  # None: quantize in `dimension`
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    kmeans_iters: int = 10
+    quantizer_dropout: bool = True
+    commitment_weight: float = 1.0
+
+    @property
+    def hop_length(self) -> int:
+        return self.patch_size * math.prod(self.ratios)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        return self.frame_rate * self.num_codebooks * math.log2(self.codebook_size)
+
+    def level_channels(self) -> list[int]:
+        return [min(self.base_channels * 2**i, self.max_channels) for i in range(len(self.ratios) + 1)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ratios"] = list(self.ratios)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RVQCodecConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"codec config has unknown field(s) {unknown}: written by a newer tokenlm?")
+        d = dict(d)
+        if "ratios" in d:
+            d["ratios"] = tuple(d["ratios"])
+        return cls(**d)
+
+
+PRESETS: dict[str, RVQCodecConfig] = {
+    # the default: 16 kHz speech, 25 Hz frames, 8 x 1024 codes = 2.0 kbps (1 codebook = 250 bit/s)
+    "speech16k": RVQCodecConfig(),
+    # a few-second-to-build model for tests and smoke runs (same frame geometry)
+    "tiny": RVQCodecConfig(
+        base_channels=8, max_channels=32, dimension=32, transformer_layers=1, transformer_heads=2,
+        transformer_context=8, num_codebooks=4, codebook_size=64, kmeans_iters=2,
+    ),
+}
+DEFAULT_PRESET = "speech16k"
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: RVQCodecConfig):
+        super().__init__()
+        ch = cfg.level_channels()
+        self.patch_size = cfg.patch_size
+        layers: list[nn.Module] = [CausalConv1d(cfg.channels * cfg.patch_size, ch[0], cfg.kernel_size)]
+        for i, r in enumerate(cfg.ratios):
+            for j in range(cfg.residual_layers):
+                layers.append(ResidualBlock(ch[i], cfg.residual_kernel_size, 3**j, cfg.compress))
+            layers += [nn.ELU(), CausalConv1d(ch[i], ch[i + 1], 2 * r, stride=r)]
+        layers += [nn.ELU(), CausalConv1d(ch[-1], cfg.dimension, 3)]
+        self.convs = nn.Sequential(*layers)
+        self.transformer = _maybe_transformer(cfg)
+
+    def forward(self, wav):  # [B, C, T] -> [B, D, F]
+        x = rearrange(wav, "b c (t p) -> b (c p) t", p=self.patch_size)
+        return self.transformer(self.convs(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: RVQCodecConfig):
+        super().__init__()
+        ch = cfg.level_channels()
+        self.transformer = _maybe_transformer(cfg)
+        layers: list[nn.Module] = [CausalConv1d(cfg.dimension, ch[-1], cfg.kernel_size)]
+        for i in reversed(range(len(cfg.ratios))):
+            r = cfg.ratios[i]
+            layers += [nn.ELU(), CausalConvTranspose1d(ch[i + 1], ch[i], 2 * r, stride=r)]
+            for j in range(cfg.residual_layers):
+                layers.append(ResidualBlock(ch[i], cfg.residual_kernel_size, 3**j, cfg.compress))
+        layers += [nn.ELU(), CausalConv1d(ch[0], cfg.channels * cfg.patch_size, cfg.kernel_size)]
+        self.convs = nn.Sequential(*layers)
+        self.patch_size = cfg.patch_size
+
+    def forward(self, z):  # [B, D, F] -> [B, C, T]
+        x = self.convs(self.transformer(z))
+        return rearrange(x, "b (c p) t -> b c (t p)", p=self.patch_size)
+
+
+def _maybe_transformer(cfg: RVQCodecConfig) -> nn.Module:
+    if cfg.transformer_layers == 0:
+        return nn.Identity()
+    return CausalTransformer(cfg.dimension, cfg.transformer_layers, cfg.transformer_heads, cfg.transformer_context)
+
+
+@dataclass
+class CodecOutput:
+    wav: torch.Tensor  # [B, C, T] reconstruction
+    codes: torch.Tensor  # [B, Q, F]
+    commit_loss: torch.Tensor  # scalar
+    latent: torch.Tensor = field(repr=False)  # [B, D, F] encoder output before quantization
+
+
+class RVQCodec(Codec):
+    """The project's streaming residual-VQ codec (see module docstring)."""
+
+    name = "tokenlm-rvq"
+
+    def __init__(self, config: RVQCodecConfig | None = None):
+        super().__init__()
+        cfg = self.config = config or RVQCodecConfig()
+        self.sample_rate, self.channels = cfg.sample_rate, cfg.channels
+        self.hop_length = cfg.hop_length
+        self.num_codebooks, self.codebook_size = cfg.num_codebooks, cfg.codebook_size
+        self.trained = True  # set False by tokenlm.codecs.load for untrained fallbacks
+        self.encoder = Encoder(cfg)
+        self.quantizer = ResidualQuantizer(
+            cfg.dimension, cfg.num_codebooks, cfg.codebook_size, cfg.codebook_dim, cfg.ema_decay,
+            cfg.dead_code_threshold, cfg.kmeans_iters, cfg.quantizer_dropout, cfg.commitment_weight,
+        )
+        self.decoder = Decoder(cfg)
+
+    @property
+    def config_dict(self) -> dict:
+        return {"name": self.name, "backend": "rvq", "config": self.config.to_dict()}
+
+    def forward(self, wav: torch.Tensor) -> CodecOutput:
+        """Training forward: wav ``[B, C, T]`` (T a multiple of hop_length)."""
+        latent = self.encoder(wav)
+        q: QuantizerOutput = self.quantizer(latent)
+        return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, latent)
+
+    def _encode(self, wav, num_codebooks):
+        return self.quantizer.encode(self.encoder(wav), num_codebooks)
+
+    def _decode(self, codes):
+        return self.decoder(self.quantizer.decode(codes))
