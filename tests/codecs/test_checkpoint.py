@@ -1,0 +1,114 @@
+import json
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import tokenlm.codecs as tc
+from tokenlm.errors import CheckpointError, TokenLMError
+
+
+@pytest.fixture
+def saved(tiny_codec, tmp_path):
+    return tc.save_codec(tiny_codec, tmp_path / "ckpt")
+
+
+def test_round_trip_gives_identical_outputs_and_fingerprint(tiny_codec, saved, speechlike):
+    loaded = tc.load(saved)
+    assert isinstance(loaded, tc.RVQCodec) and not loaded.training
+    assert loaded.config == tiny_codec.config
+    assert loaded.fingerprint == tiny_codec.fingerprint
+    assert not any(t.is_meta for t in list(loaded.parameters()) + list(loaded.buffers()))
+    codes = tiny_codec.encode(speechlike)
+    assert torch.equal(loaded.encode(speechlike), codes)
+    assert torch.equal(loaded.decode(codes), tiny_codec.decode(codes))
+    # the weights file alone carries the config
+    assert tc.load(saved / "model.safetensors").fingerprint == tiny_codec.fingerprint
+    assert json.loads((saved / "config.json").read_text())["config"]["num_codebooks"] == 4
+
+
+def test_untrained_flag_survives_a_round_trip(saved):
+    assert tc.load(saved).trained is False
+
+
+def test_untrained_models_are_deterministic_and_say_so():
+    with pytest.warns(tc.UntrainedCodecWarning, match="untrained"):
+        a = tc.load("tiny")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = tc.load("tiny")
+        default = tc.load("default")
+    assert a.fingerprint == b.fingerprint and a.trained is False
+    assert default.config == tc.PRESETS[tc.DEFAULT_PRESET]
+
+
+def test_truncated_weights(saved):
+    w = saved / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        tc.load(saved)
+
+
+def test_junk_weights(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        tc.load(tmp_path)
+
+
+def test_missing_keys(saved):
+    w = saved / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(w), "pt") as f:
+        meta = f.metadata()
+    state = load_file(str(w))
+    state.pop(next(k for k in state if k.startswith("decoder")))
+    save_file(state, str(w), metadata=meta)
+    with pytest.raises(CheckpointError, match="1 missing"):
+        tc.load(saved)
+
+
+def test_config_mismatch_between_sidecar_and_weights(saved):
+    cfg = json.loads((saved / "config.json").read_text())
+    cfg["config"]["codebook_size"] = 128
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not match"):
+        tc.load(saved)
+
+
+def test_shapes_that_do_not_fit_the_config(saved):
+    w = saved / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(w), "pt") as f:
+        header = json.loads(f.metadata()["tokenlm"])
+    header["config"]["dimension"] = 48
+    (saved / "config.json").unlink()
+    save_file(load_file(str(w)), str(w), metadata={"tokenlm": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="config mismatch"):
+        tc.load(saved)
+
+
+def test_newer_version_and_unknown_fields(saved):
+    w = saved / "model.safetensors"
+    state = load_file(str(w))
+    header = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").unlink()
+    save_file(state, str(w), metadata={"tokenlm": json.dumps({**header, "version": 99})})
+    with pytest.raises(CheckpointError, match="newer"):
+        tc.load(saved)
+    header["config"]["flux_capacitor"] = 1
+    save_file(state, str(w), metadata={"tokenlm": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="unknown field"):
+        tc.load(saved)
+
+
+def test_unknown_name_and_foreign_safetensors(tmp_path):
+    with pytest.raises(CheckpointError, match="unknown codec 'nope'"):
+        tc.load("nope")
+    save_file({"x": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a tokenlm codec checkpoint"):
+        tc.load(tmp_path / "other.safetensors")
+    with pytest.raises(TokenLMError, match="no codec checkpoint"):
+        tc.load(tmp_path)
