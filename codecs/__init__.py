@@ -11,17 +11,32 @@
 from .base import Codec
 from .checkpoint import UntrainedCodecWarning, load, load_codec, save_codec, untrained
 from .rvq_codec import DEFAULT_PRESET, PRESETS, CodecOutput, RVQCodec, RVQCodecConfig
+from .tokenfile import TokenFile, load_tokens, save_tokens
+
+
+def __getattr__(name):
+    # the encodec package pulls in torchaudio: import it only when asked for
+    if name == "EncodecCodec":
+        from .encodec_backend import EncodecCodec
+
+        return EncodecCodec
+    raise AttributeError(f"module 'tokenlm.codecs' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_PRESET",
+    "EncodecCodec",
     "PRESETS",
     "Codec",
     "CodecOutput",
     "RVQCodec",
     "RVQCodecConfig",
+    "TokenFile",
     "UntrainedCodecWarning",
     "load",
     "load_codec",
+    "load_tokens",
     "save_codec",
+    "save_tokens",
     "untrained",
 ]

@@ -57,11 +57,17 @@ class Codec(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of config and weights: token files record it to catch codec mix-ups."""
-        cached = getattr(self, "_fingerprint", None)
-        if cached is None:
-            cached = self._fingerprint = fingerprint_state(self.config_dict, self.state_dict())
-        return cached
+        """A short hash of config and weights: token files record it to catch codec mix-ups.
+
+        Cached, and recomputed when any weight changes (tensor version counters move on
+        every in-place update: training steps, ``load_state_dict``, EMA codebook updates).
+        """
+        state = self.state_dict(keep_vars=True)
+        key = tuple((k, id(t), t._version) for k, t in state.items())
+        cached = getattr(self, "_fingerprint_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._fingerprint_cache = (key, fingerprint_state(self.config_dict, state))
+        return cached[1]
 
     def describe(self) -> dict:
         return {

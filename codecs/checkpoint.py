@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from tokenlm.errors import CheckpointError
+from tokenlm.fileio import atomic_write
 
 from .base import Codec
 from .rvq_codec import DEFAULT_PRESET, PRESETS, RVQCodec, RVQCodecConfig
@@ -42,8 +42,8 @@ def save_codec(codec: RVQCodec, path: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": VERSION, **codec.config_dict, "trained": bool(codec.trained)}
     state = {k: v.detach().to("cpu").contiguous() for k, v in codec.state_dict().items()}
-    _atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"tokenlm": json.dumps(header)}))
-    _atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=2) + "\n"))
+    atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"tokenlm": json.dumps(header)}))
+    atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=2) + "\n"))
     return path
 
 
@@ -75,6 +75,9 @@ def load_codec(path: str | os.PathLike, device: str | torch.device = "cpu") -> R
         codec = RVQCodec(cfg)
     _assign(codec, state, weights)
     codec.trained = bool(header.get("trained", True))
+    if not codec.trained:
+        warnings.warn(f"codec checkpoint {path} is untrained (random weights): its tokens and audio carry "
+                      "no meaning", UntrainedCodecWarning, stacklevel=2)
     return codec.to(device).eval()
 
 
@@ -91,11 +94,13 @@ def load(name_or_path: str | os.PathLike = "default", *, weights: str | os.PathL
     - a path to a checkpoint folder or ``.safetensors`` file.
     """
     name = str(name_or_path)
+    if weights is not None and name not in ENCODEC_NAMES:
+        raise CheckpointError(f"weights= is for the EnCodec backends only; '{name}' carries its own weights")
     if name == "default":
         bundled = PRETRAINED_DIR / "default"
         if (bundled / WEIGHTS).exists():
             return load_codec(bundled, device)
-        return untrained(DEFAULT_PRESET, device=device)
+        return untrained(DEFAULT_PRESET, device=device, label=f"the default codec (preset '{DEFAULT_PRESET}')")
     if name in ENCODEC_NAMES:
         from .encodec_backend import EncodecCodec
 
@@ -108,11 +113,12 @@ def load(name_or_path: str | os.PathLike = "default", *, weights: str | os.PathL
     raise CheckpointError(f"unknown codec '{name}': not a file or folder, nor one of: {choices}")
 
 
-def untrained(preset: str = DEFAULT_PRESET, seed: int = 0, device: str | torch.device = "cpu") -> RVQCodec:
+def untrained(preset: str = DEFAULT_PRESET, seed: int = 0, device: str | torch.device = "cpu",
+              label: str | None = None) -> RVQCodec:
     """A codec with deterministic random weights (same seed, same weights, same fingerprint)."""
     warnings.warn(
-        f"codec '{preset}' is untrained (random weights, seed {seed}): its tokens and audio carry no "
-        "meaning; train one with recipes/train_codec.py",
+        f"{label or f'codec {preset!r}'} is untrained (random weights, seed {seed}): its tokens and audio carry no "
+        "meaning until trained weights are loaded",
         UntrainedCodecWarning,
         stacklevel=2,
     )
@@ -157,14 +163,3 @@ def _assign(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path)
             raise CheckpointError(f"{where}: config mismatch: '{k}' has shape {tuple(state[k].shape)} "
                                   f"but the config needs {tuple(t.shape)}")
     model.load_state_dict(state, assign=True)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from encodec import EncodecModel
-from encodec.modules import SConv1d, SConvTranspose1d, SLSTM
+from encodec.modules import SLSTM, SConv1d, SConvTranspose1d
 from encodec.modules.seanet import SEANetResnetBlock
 from torch import nn
 
@@ -38,8 +38,8 @@ class EncodecCodec(Codec):
 
     ``weights``: the official state-dict file, or a folder holding it under its official
     name (``encodec_24khz-d7cc33bc.th`` / ``encodec_48khz-7e698e3e.th``); None looks in
-    ``$TOKENLM_ENCODEC_DIR``. With no weights found, ``pretrained=True`` raises
-    CheckpointError and ``pretrained=False`` keeps random weights (for tests).
+    ``$TOKENLM_ENCODEC_DIR``, and raises CheckpointError if nothing is there.
+    ``pretrained=False`` with ``weights=None`` keeps random weights (for tests).
 
     The 48 kHz model normally cuts audio into 1 s segments, normalizes each one and sends
     its scale next to the codes. Codes alone cannot carry that scale, so here it runs with
@@ -65,7 +65,9 @@ class EncodecCodec(Codec):
         if model not in _BUILDERS:
             raise CodecError(f"unknown EnCodec model '{model}': use one of {', '.join(_BUILDERS)}")
         if padding not in ("reflect", "zeros") or (padding == "zeros" and model != "24khz"):
-            raise CodecError(f"padding must be 'reflect' or (24khz only) 'zeros', got '{padding}' for {model}")
+            raise CodecError(
+                f"padding must be 'reflect' or (24khz only) 'zeros', got '{padding}' for {model}"
+            )
         with warnings.catch_warnings():  # encodec uses the deprecated torch.nn.utils.weight_norm
             warnings.simplefilter("ignore", FutureWarning)
             net = _BUILDERS[model](pretrained=False)
@@ -148,11 +150,11 @@ def _find_weights(model: str, weights, pretrained: bool) -> Path | None:
         if not path.is_file():
             raise CheckpointError(f"{path}: no such EnCodec weights file (expected the official {fname})")
         return path
+    if not pretrained:
+        return None
     env = os.environ.get(WEIGHTS_ENV)
     if env and (Path(env).expanduser() / fname).is_file():
         return Path(env).expanduser() / fname
-    if not pretrained:
-        return None
     looked = f" ({WEIGHTS_ENV}={env} has no {fname})" if env else ""
     raise CheckpointError(
         f"pretrained EnCodec weights cannot be downloaded here: put {fname} in a folder and pass it "
@@ -175,7 +177,11 @@ def _load_weights(net: EncodecModel, path: Path) -> None:
     if missing or unexpected or wrong:
         problems = [
             f"{len(keys)} {what} (e.g. {keys[0]})"
-            for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
+            for what, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("wrong shapes", wrong),
+            )
             if keys
         ]
         raise CheckpointError(
@@ -315,7 +321,7 @@ class _SEANetStream(StreamingModule):
             st.tensors[i] = x[..., x.shape[-1] - pad :].clone()
         return m.conv(x)  # NormConv1d: conv (weight norm) + identity norm
 
-    def _convtr(self, m: SConvTranspose1d, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, C', T * stride]
+    def _convtr(self, m: SConvTranspose1d, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, C', T * s]
         st, i = self._state, self._slot[id(m)]
         y = m.convtr(x)  # [B, C', T * stride + trim]
         trim = st.tensors[i].shape[-1]

@@ -40,8 +40,8 @@ def main() -> None:
           f"{codec.num_codebooks} codebooks x {codec.codebook_size} = {codec.bitrate() / 1000:.2f} kbps")
     if caught or not getattr(codec, "trained", True):
         print("NOTE: this codec is UNTRAINED (random weights). The round trip below exercises the whole\n"
-              "      pipeline, but the decoded audio is noise, not speech. Trained weights come with the\n"
-              "      codec-training milestone (recipes/train_codec.py).")
+              "      pipeline, but the decoded audio is noise, not speech. Trained default weights ship\n"
+              "      with the codec-training milestone.")
 
     wav, sr = load_audio(args.input, sample_rate=codec.sample_rate, channels=codec.channels)
     print(f"input: {args.input.name}, {wav.shape[-1] / sr:.2f} s")

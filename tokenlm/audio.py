@@ -11,7 +11,6 @@ Waveforms are float32 tensors shaped ``[C, T]`` (channels first), values in [-1,
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import soundfile as sf
 import torch
 
 from .errors import AudioError
+from .fileio import atomic_write
 
 __all__ = ["load_audio", "save_audio", "resample", "convert_channels", "check_finite", "audio_info"]
 
@@ -55,6 +55,8 @@ def check_finite(wav: torch.Tensor, what: str = "audio") -> None:
 def audio_info(path: str | os.PathLike) -> dict:
     """Sample rate, channels, frames and duration of an audio file, without decoding it."""
     path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
     try:
         info = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for unreadable files
@@ -83,6 +85,8 @@ def load_audio(
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
     except Exception as e:
@@ -118,16 +122,10 @@ def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, sub
     if subtype is None:
         subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
     data = wav.clamp(-1.0, 1.0).T.numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype))
     except Exception as e:
-        Path(tmp).unlink(missing_ok=True)
         raise AudioError(f"{path}: cannot write audio ({_reason(e)})") from None
-    return path
 
 
 def _reason(e: Exception) -> str:

@@ -112,3 +112,18 @@ def test_unknown_name_and_foreign_safetensors(tmp_path):
         tc.load(tmp_path / "other.safetensors")
     with pytest.raises(TokenLMError, match="no codec checkpoint"):
         tc.load(tmp_path)
+
+
+def test_fingerprint_follows_the_weights():
+    torch.manual_seed(0)
+    c = tc.RVQCodec(tc.PRESETS["tiny"])
+    before = c.fingerprint
+    assert c.fingerprint == before  # cached
+    with torch.no_grad():
+        c.decoder.convs[0].conv.weight.add_(1e-3)
+    assert c.fingerprint != before
+
+
+def test_weights_argument_is_only_for_encodec(tmp_path):
+    with pytest.raises(CheckpointError, match="EnCodec"):
+        tc.load("default", weights=tmp_path)

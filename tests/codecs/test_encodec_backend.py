@@ -32,8 +32,9 @@ def _seed_codebooks(codec: EncodecCodec, wav: torch.Tensor) -> None:
 
 def _audio(batch: int, channels: int, num_samples: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    env = torch.rand(batch, 1, num_samples // HOP + 1, generator=g).repeat_interleave(HOP, -1)[..., :num_samples]
-    return 0.5 * env * torch.randn(batch, channels, num_samples, generator=g)
+    # noise with a loudness that changes every frame
+    env = torch.rand(batch, 1, num_samples // HOP + 1, generator=g).repeat_interleave(HOP, -1)
+    return 0.5 * env[..., :num_samples] * torch.randn(batch, channels, num_samples, generator=g)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,11 @@ def _stream(codec, wav, codes, chunks):
 
 @pytest.mark.parametrize(
     "padding,chunks",
-    [("reflect", [7, 1, 3, 0, 2, 5, 9, 1, 32]), ("reflect", [20, 40]), ("zeros", [1, 1, 2, 3, 0, 5, 8, 13, 27])],
+    [
+        ("reflect", [7, 1, 3, 0, 2, 5, 9, 1, 32]),
+        ("reflect", [20, 40]),
+        ("zeros", [1, 1, 2, 3, 0, 5, 8, 13, 27]),
+    ],
 )
 def test_streaming_matches_offline(codec24, padding, chunks):
     codec = codec24
@@ -222,6 +227,8 @@ def test_weights_round_trip(tmp_path, monkeypatch, codec24):
         assert loaded.fingerprint == codec24.fingerprint
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
     assert EncodecCodec("24khz").fingerprint == codec24.fingerprint
+    torch.manual_seed(1)
+    assert EncodecCodec("24khz", pretrained=False).fingerprint != codec24.fingerprint  # env ignored
 
 
 # ---- input errors (through the base class) -----------------------------------------------

@@ -1,0 +1,403 @@
+"""The ``tokenlm`` command line: audio to token files and back, and a look inside files.
+
+    tokenlm encode speech.wav -o speech.tok [--codec NAME|PATH] [--weights PATH] [--codebooks N]
+    tokenlm decode speech.tok -o speech.wav [--codec NAME|PATH] [--weights PATH]
+    tokenlm info FILE [--json]        # a .tok file, an audio file or a codec checkpoint
+
+A problem with the input prints one line, ``tokenlm: error: ...``, on stderr and exits 1;
+usage errors exit 2, Ctrl-C exits 130. An unexpected failure prints one line too; set
+``TOKENLM_DEBUG=1`` to see its traceback. Outputs are written to a temporary file and
+renamed, so a failed run never leaves a partial file nor clobbers an existing one.
+
+torch and the codecs are imported inside the commands, so ``tokenlm --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+from tokenlm.errors import AudioError, CheckpointError, CodecError, TokenFileError, TokenLMError
+
+CHUNK_SECONDS = 10.0  # streaming chunk for long inputs (rounded to whole frames)
+TOKEN_SUFFIX = ".tok"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tokenlm")
+    except Exception:
+        return "unknown"
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr: ``tokenlm: warning: ...``."""
+    text = _one_line(message)
+    if category.__name__ not in ("UserWarning", "UntrainedCodecWarning"):
+        text = f"{text} ({category.__name__})"
+    print(f"tokenlm: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _known_codec_names() -> tuple[str, ...]:
+    from tokenlm.codecs.checkpoint import ENCODEC_NAMES
+    from tokenlm.codecs.rvq_codec import PRESETS
+
+    return ("default", *PRESETS, *ENCODEC_NAMES)
+
+
+def _codec_source(arg: str) -> str:
+    """What to record in a token file so that ``decode`` can load the same codec anywhere."""
+    if arg in _known_codec_names() or not Path(arg).exists():
+        return arg
+    return str(Path(arg).resolve())
+
+
+def _load_codec(source: str, weights: str | None, check=None):
+    """Load a codec; its warnings are printed only if ``check(codec)`` passes.
+
+    A command that is about to fail because of the codec (wrong codec for a token file,
+    too many codebooks asked) then prints just its error line.
+    """
+    from tokenlm.codecs import load
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codec = load(source, weights=weights)
+        if check is not None:
+            check(codec)
+    seen = set()
+    for w in caught:
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return codec.eval()
+
+
+def _progress(total_seconds: float, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total_seconds, desc=desc, unit="s", disable=None, file=sys.stderr, leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    )
+
+
+def _chunk_frames(codec) -> int:
+    return max(1, round(CHUNK_SECONDS * codec.frame_rate))
+
+
+def encode_audio(codec, wav, num_codebooks: int | None = None, show_progress: bool = True):
+    """``wav [C, T]`` -> codes ``[Q, F]``; long audio goes through the codec in streaming chunks."""
+    import torch.nn.functional as F
+
+    hop, total = codec.hop_length, wav.shape[-1]
+    chunk = _chunk_frames(codec) * hop
+    x = wav[None]
+    if not getattr(codec, "supports_streaming", False) or total <= chunk:
+        return codec.encode(x, num_codebooks)[0]
+    import torch
+
+    x = F.pad(x, (0, codec.num_frames(total) * hop - total))  # whole frames; zeros like offline
+    parts = []
+    bar = _progress(total / codec.sample_rate, "encoding") if show_progress else nullcontext()
+    with bar, codec.streaming(1):
+        for start in range(0, x.shape[-1], chunk):
+            parts.append(codec.encode(x[..., start : start + chunk], num_codebooks))
+            if show_progress:
+                bar.update((min(start + chunk, total) - min(start, total)) / codec.sample_rate)
+    return torch.cat(parts, dim=-1)[0]
+
+
+def decode_tokens(codec, tokens, show_progress: bool = True):
+    """A checked :class:`~tokenlm.codecs.tokenfile.TokenFile` -> ``wav [C, num_samples]`` (CPU)."""
+    tokens.check_codec(codec)
+    n = _chunk_frames(codec)
+    if not getattr(codec, "supports_streaming", False) or tokens.num_frames <= n:
+        return tokens.decode(codec)
+    import torch
+
+    p = next(codec.parameters(), None)
+    codes = tokens.codes[None]
+    if p is not None:
+        codes = codes.to(p.device)
+    parts = []
+    sr, hop, total = codec.sample_rate, codec.hop_length, tokens.num_samples
+    bar = _progress(total / sr, "decoding") if show_progress else nullcontext()
+    with bar, codec.streaming(1):
+        for start in range(0, tokens.num_frames, n):
+            parts.append(codec.decode(codes[..., start : start + n]).cpu())
+            if show_progress:
+                bar.update((min((start + n) * hop, total) - min(start * hop, total)) / sr)
+    return torch.cat(parts, dim=-1)[0, :, :total].float()
+
+
+# ---- commands -----------------------------------------------------------------------------
+
+
+def cmd_encode(args) -> int:
+    from tokenlm.audio import convert_channels, load_audio, resample
+    from tokenlm.codecs.tokenfile import save_tokens
+
+    out = Path(args.output)
+    if out.suffix.lower() != TOKEN_SUFFIX:
+        raise TokenFileError(f"{out}: token files must end in '{TOKEN_SUFFIX}' (got '{out.suffix}')")
+    wav, sr = load_audio(args.input)  # problems with the input show before the model loads
+
+    def check(codec):
+        n = args.codebooks
+        if n is not None and not 1 <= n <= codec.num_codebooks:
+            raise CodecError(f"--codebooks must be 1..{codec.num_codebooks} for this codec, got {n}")
+
+    codec = _load_codec(args.codec, args.weights, check)
+    wav = resample(convert_channels(wav, codec.channels), sr, codec.sample_rate)
+    codes = encode_audio(codec, wav, args.codebooks)
+    weights = str(Path(args.weights).resolve()) if args.weights else None
+    save_tokens(out, codes, codec, wav.shape[-1], codec_source=_codec_source(args.codec), codec_weights=weights)
+    q, f = codes.shape
+    kbps = codec.frame_rate * q * _bits(codec.codebook_size) / 1000
+    print(f"wrote {out}: {f} frames x {q} codebooks, {kbps:.2f} kbps, {wav.shape[-1] / codec.sample_rate:.2f} s "
+          f"of audio", file=sys.stderr)
+    return 0
+
+
+def _bits(codebook_size: int) -> int:
+    from tokenlm.codecs.tokenfile import bits_per_code
+
+    return bits_per_code(codebook_size)
+
+
+def cmd_decode(args) -> int:
+    from tokenlm.audio import WRITE_FORMATS, save_audio
+    from tokenlm.codecs.tokenfile import load_tokens
+
+    out = Path(args.output)
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise AudioError(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(WRITE_FORMATS)}")
+    tokens = load_tokens(args.input)
+    source, weights = args.codec, args.weights
+    if source is None:
+        meta = tokens.meta
+        source = meta.get("codec_source")
+        if source is None and meta.get("codec") in _known_codec_names():
+            source = meta["codec"]
+        if source is None:
+            raise TokenFileError(
+                f"{args.input}: does not record how to load codec '{meta.get('codec')}' "
+                f"(fingerprint {meta.get('codec_fingerprint')}); pass --codec"
+            )
+        weights = weights or meta.get("codec_weights")
+        try:
+            codec = _load_codec(source, weights, tokens.check_codec)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e} (codec recorded in {args.input}; pass --codec)") from None
+    else:
+        codec = _load_codec(source, weights, tokens.check_codec)
+    wav = decode_tokens(codec, tokens)
+    save_audio(out, wav, codec.sample_rate)
+    print(f"wrote {out}: {wav.shape[-1] / codec.sample_rate:.2f} s, {codec.sample_rate} Hz, "
+          f"{wav.shape[0]} channel(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    info = inspect_file(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_human(info)
+    return 0
+
+
+def inspect_file(target: str) -> dict:
+    """What ``tokenlm info`` reports about a token file, audio file, codec checkpoint or codec name."""
+    path = Path(target)
+    if not path.exists():
+        if target in _known_codec_names():
+            return _codec_info(target, None)
+        raise TokenLMError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "model.safetensors").exists():
+            return _codec_info(str(path), path)
+        raise TokenLMError(f"{path}: is a directory, not a token file, audio file or codec checkpoint")
+    if path.suffix.lower() == TOKEN_SUFFIX:
+        return _token_info(path)
+    fmt = _safetensors_format(path)
+    if fmt == "tokenlm-tokens":
+        return _token_info(path)
+    if fmt == "tokenlm-codec":
+        return _codec_info(str(path), path)
+    if fmt is not None:
+        raise TokenLMError(f"{path}: a safetensors file, but neither a tokenlm token file nor a codec checkpoint")
+    from tokenlm.audio import audio_info
+
+    try:
+        return {"kind": "audio", **audio_info(path)}
+    except AudioError:
+        size = path.stat().st_size
+        what = "an empty file" if size == 0 else "not a token file, audio file or codec checkpoint"
+        raise TokenLMError(f"{path}: {what}") from None
+
+
+def _safetensors_format(path: Path) -> str | None:
+    """The 'format' in a safetensors file's tokenlm metadata, '' if it has none, None if not safetensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+    except Exception:
+        return None
+    try:
+        return str(json.loads(meta.get("tokenlm", "{}")).get("format", ""))
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+
+
+def _token_info(path: Path) -> dict:
+    from tokenlm.codecs.tokenfile import load_tokens
+
+    return {"kind": "tokens", **load_tokens(path).info()}
+
+
+def _codec_info(source: str, path: Path | None) -> dict:
+    codec = _load_codec(source, None)
+    return {
+        "kind": "codec",
+        "path": str(path) if path is not None else None,
+        **codec.describe(),
+        "trained": bool(getattr(codec, "trained", True)),
+        "parameters": sum(p.numel() for p in codec.parameters()),
+        "config": codec.config_dict,
+    }
+
+
+def _print_human(d: dict, indent: int = 0) -> None:
+    pad = "  " * indent
+    for key, value in d.items():
+        if isinstance(value, dict):
+            print(f"{pad}{key}:")
+            _print_human(value, indent + 1)
+        else:
+            print(f"{pad}{key}: {_fmt(value)}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{round(value, 4)}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenlm",
+        description="Neural audio codec tokens: encode audio to token files, decode them, inspect files.",
+    )
+    parser.add_argument("--version", action="version", version=f"tokenlm {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    codec_help = ("codec: 'default', a preset ('speech16k', 'tiny'), 'encodec_24khz'/'encodec_48khz', "
+                  "or a checkpoint folder/.safetensors")
+    p = sub.add_parser("encode", help="encode an audio file to a token file (.tok)",
+                       description="Encode an audio file (wav, flac, ogg, ...) to a token file.")
+    p.add_argument("input", metavar="IN", help="audio file; resampled and mixed to what the codec takes")
+    p.add_argument("-o", "--output", metavar="OUT.tok", required=True, help="token file to write")
+    p.add_argument("--codec", default="default", help=codec_help + " (default: %(default)s)")
+    p.add_argument("--weights", metavar="PATH", help="pretrained weights for EnCodec codecs")
+    p.add_argument("--codebooks", type=_positive_int, metavar="N",
+                   help="encode with the first N codebooks only (lower bitrate; default: all)")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a token file to audio",
+                       description="Decode a token file to audio (wav, flac or ogg, by extension).")
+    p.add_argument("input", metavar="IN.tok", help="token file written by `tokenlm encode`")
+    p.add_argument("-o", "--output", metavar="OUT.wav", required=True, help="audio file to write")
+    p.add_argument("--codec", default=None, help=codec_help + " (default: the one recorded in the token file)")
+    p.add_argument("--weights", metavar="PATH", help="pretrained weights for EnCodec codecs")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="describe a token file, audio file or codec checkpoint",
+                       description="Describe a token file, an audio file, or a codec (checkpoint or name).")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors (2)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = os.environ.get("TOKENLM_DEBUG", "") not in ("", "0")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _showwarning
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("tokenlm: interrupted", file=sys.stderr)
+        return 130
+    except TokenLMError as e:
+        if debug:
+            raise
+        print(f"tokenlm: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `tokenlm info x.tok | head -1`
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except Exception:
+            pass
+        return 1
+    except OSError as e:  # permission denied, disk full, ... while reading or writing
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tokenlm: error: {where}{_one_line(e.strerror or e)}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if debug:
+            raise
+        print(f"tokenlm: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(set TOKENLM_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
