@@ -151,7 +151,9 @@ class RVQCodec(Codec):
 
     name = "tokenlm-rvq"
 
-    def __init__(self, config: RVQCodecConfig | None = None):
+    def __init__(self, config: RVQCodecConfig | None = None, sync_codebook: bool | None = None):
+        """``sync_codebook``: all-reduce codebook statistics across processes (training with
+        several processes); None decides by whether torch.distributed is initialised."""
         super().__init__()
         cfg = self.config = config or RVQCodecConfig()
         self.sample_rate, self.channels = cfg.sample_rate, cfg.channels
@@ -162,6 +164,7 @@ class RVQCodec(Codec):
         self.quantizer = ResidualQuantizer(
             cfg.dimension, cfg.num_codebooks, cfg.codebook_size, cfg.codebook_dim, cfg.ema_decay,
             cfg.dead_code_threshold, cfg.kmeans_iters, cfg.quantizer_dropout, cfg.commitment_weight,
+            sync_codebook,
         )
         self.decoder = Decoder(cfg)
 

@@ -1,0 +1,346 @@
+"""Train tokenlm's RVQ codec on a speech manifest.
+
+One CPU process:
+    python recipes/train_codec.py --train data/corpus/train.jsonl --valid data/corpus/valid.jsonl --out runs/codec
+Several CPU processes (gloo) or GPUs, one or many machines:
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \\
+        --dynamo_backend no --main_process_port 29511 recipes/train_codec.py --cpu ...   # CPU, 2 processes
+    accelerate launch --num_processes 8 recipes/train_codec.py --mixed-precision bf16 ...   # 8 GPUs
+Resume after an interruption (kill -9 included) from the last checkpoint:
+    python recipes/train_codec.py ... --out runs/codec --resume
+
+Losses: L1 on the waveform, multi-scale mel (L1 on mel and log mel), commitment, and
+(from --adv-start on; --adv-weight 0 switches it off) an MS-STFT discriminator with
+hinge adversarial and feature-matching losses. Codebooks: k-means init on the first
+batch, EMA updates and dead-code replacement, all-reduced across processes so every
+process holds the same codebooks (checked at every checkpoint).
+
+The run folder holds: command.txt (every invocation), log.jsonl (training and
+validation metrics), checkpoints/step_NNNNNNN/ (full training state) with `latest`
+naming the newest, and model/ (the inference codec, loadable with tokenlm.codecs.load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--train", type=Path, required=True, help="training manifest (JSONL)")
+    d.add_argument("--valid", type=Path, help="validation manifest (JSONL)")
+    d.add_argument("--segment-seconds", type=float, default=1.0, help="crop length (rounded to whole frames)")
+    d.add_argument("--workers", type=int, default=1, help="data-loading worker processes per process")
+    m = p.add_argument_group("model")
+    m.add_argument("--preset", default="speech16k", help="codec preset (tokenlm.codecs.PRESETS)")
+    m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int, default=20000)
+    o.add_argument("--batch-size", type=int, default=8, help="per process")
+    o.add_argument("--lr", type=float, default=3e-4)
+    o.add_argument("--warmup", type=int, default=500)
+    o.add_argument("--grad-clip", type=float, default=1.0)
+    o.add_argument("--l1-weight", type=float, default=0.1)
+    o.add_argument("--mel-weight", type=float, default=1.0)
+    o.add_argument("--commit-weight", type=float, default=1.0)
+    o.add_argument("--adv-weight", type=float, default=1.0, help="0 disables the discriminator")
+    o.add_argument("--fm-weight", type=float, default=2.0)
+    o.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
+    o.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    o.add_argument("--seed", type=int, default=0)
+    r = p.add_argument_group("run")
+    r.add_argument("--out", type=Path, required=True, help="run folder")
+    r.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    r.add_argument("--save-every", type=int, default=500)
+    r.add_argument("--keep", type=int, default=2, help="checkpoints to keep")
+    r.add_argument("--eval-every", type=int, default=500)
+    r.add_argument("--eval-items", type=int, default=32)
+    r.add_argument("--log-every", type=int, default=10)
+    r.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    r.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
+    r.add_argument("--kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL itself after this step
+    return p.parse_args(argv)
+
+
+def build_config(preset: str, overrides: list[str]):
+    from tokenlm.codecs import PRESETS
+    from tokenlm.errors import TokenLMError
+
+    if preset not in PRESETS:
+        raise TokenLMError(f"unknown preset '{preset}': choose from {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise TokenLMError(f"--set {item}: RVQCodecConfig has no field '{key}'")
+        try:
+            parsed = json.loads(value)  # numbers, true/false/null, [lists]
+        except json.JSONDecodeError:
+            parsed = value
+        default = getattr(cfg, key)
+        changes[key] = tuple(parsed) if isinstance(default, tuple) else parsed
+    return dataclasses.replace(cfg, **changes)
+
+
+class Checkpoints:
+    """checkpoints/step_NNNNNNN/ folders written to a temporary name then renamed, and a `latest` file."""
+
+    def __init__(self, run: Path, keep: int):
+        self.dir, self.keep = run / "checkpoints", keep
+
+    def latest(self) -> Path | None:
+        f = self.dir / "latest"
+        if not f.exists():
+            return None
+        path = self.dir / f.read_text().strip()
+        return path if (path / "trainer_state.json").exists() else None
+
+    def save(self, accelerator, step: int, extra: dict) -> Path:
+        final = self.dir / f"step_{step:07d}"
+        tmp = self.dir / f".step_{step:07d}.tmp"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            pointer = self.dir / ".latest.tmp"
+            pointer.write_text(final.name)
+            os.replace(pointer, self.dir / "latest")  # the checkpoint counts only once this lands
+            for old in sorted(self.dir.glob("step_*"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+
+def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Scale-invariant SDR in dB per item, over [B, C, T]."""
+    est, ref = est - est.mean(-1, keepdim=True), ref - ref.mean(-1, keepdim=True)
+    alpha = (est * ref).sum(-1, keepdim=True) / ref.pow(2).sum(-1, keepdim=True).clamp_min(1e-8)
+    target = alpha * ref
+    ratio = target.pow(2).sum(-1) / (est - target).pow(2).sum(-1).clamp_min(1e-8)
+    return 10 * torch.log10(ratio.clamp_min(1e-8)).mean(-1)
+
+
+@torch.no_grad()
+def validate(accelerator, codec, mel_loss, dataset, args) -> dict:
+    from tokenlm.data.loader import eval_batches
+
+    codec.eval()
+    totals = torch.zeros(3 + codec.num_codebooks, device=accelerator.device)  # n, mel, sisdr, usage per codebook
+    usage = torch.zeros(codec.num_codebooks, codec.codebook_size, device=accelerator.device)
+    for batch in eval_batches(dataset, args.batch_size, args.eval_items, accelerator.process_index,
+                              accelerator.num_processes):
+        wav = batch["wav"].to(accelerator.device)
+        codes = codec.encode(wav)
+        rec = codec.decode(codes)
+        totals[0] += wav.shape[0]
+        totals[1] += mel_loss(rec, wav) * wav.shape[0]
+        totals[2] += si_sdr(rec, wav).sum()
+        for q in range(codec.num_codebooks):
+            usage[q] += torch.bincount(codes[:, q].flatten(), minlength=codec.codebook_size)
+    totals = accelerator.reduce(totals, "sum")
+    usage = accelerator.reduce(usage, "sum")
+    probs = usage / usage.sum(-1, keepdim=True).clamp_min(1)
+    perplexity = torch.exp(-(probs * probs.clamp_min(1e-12).log()).sum(-1))  # effective codes used per codebook
+    codec.train()
+    n = max(totals[0].item(), 1)
+    return {
+        "valid_mel": totals[1].item() / n,
+        "valid_si_sdr": totals[2].item() / n,
+        "valid_perplexity": [round(x, 1) for x in perplexity.tolist()],
+        "valid_items": int(totals[0].item()),
+    }
+
+
+def codebook_checksum(codec) -> torch.Tensor:
+    return codec.quantizer.codebooks.double().sum().reshape(1)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+
+    from tokenlm.codecs import RVQCodec, save_codec
+    from tokenlm.codecs.losses import (
+        MultiScaleMelLoss,
+        MultiScaleSTFTDiscriminator,
+        discriminator_loss,
+        feature_matching_loss,
+        generator_adversarial_loss,
+    )
+    from tokenlm.data.loader import CropDataset, train_loader
+    from tokenlm.data.manifest import read_manifest
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    use_cpu = args.cpu or not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=args.mixed_precision)
+    main_proc = accelerator.is_main_process
+    run = args.out
+    ckpts = Checkpoints(run, args.keep)
+    resume_from = ckpts.latest() if args.resume else None
+    if main_proc:
+        run.mkdir(parents=True, exist_ok=True)
+        if not args.resume and ckpts.latest() is not None:
+            raise SystemExit(f"train_codec: {run} already holds checkpoints: pass --resume, or choose a new --out")
+        with open(run / "command.txt", "a") as f:
+            f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} processes={accelerator.num_processes} "
+                    f"device={accelerator.device}\n{shlex.join([sys.executable, *sys.argv])}\n")
+    set_seed(args.seed + accelerator.process_index)
+
+    cfg = build_config(args.preset, args.set)
+    if resume_from is not None:  # the checkpoint's config wins: it is what the weights fit
+        from tokenlm.codecs import RVQCodecConfig
+
+        cfg = RVQCodecConfig.from_dict(json.loads((resume_from / "trainer_state.json").read_text())["config"])
+    segment = max(1, round(args.segment_seconds * cfg.frame_rate)) * cfg.hop_length
+    train_set = CropDataset(read_manifest(args.train), cfg.sample_rate, segment, cfg.channels)
+    valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
+
+    codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
+    mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(accelerator.device)
+    use_adv = args.adv_weight > 0
+    disc = MultiScaleSTFTDiscriminator(in_channels=cfg.channels) if use_adv else None
+    opt_g = torch.optim.AdamW(codec.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
+
+    def lr_lambda(step):  # linear warm-up, then cosine to 10%
+        if step < args.warmup:
+            return (step + 1) / args.warmup
+        t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda)
+    objects = [codec, opt_g, sched_g]
+    if use_adv:
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
+        objects += [disc, opt_d]
+    prepared = accelerator.prepare(*objects)
+    codec, opt_g, sched_g = prepared[:3]
+    if use_adv:
+        disc, opt_d = prepared[3:]
+        # the generator's pass through the discriminator needs no gradient sync of its weights
+        raw_disc = accelerator.unwrap_model(disc)
+    raw = accelerator.unwrap_model(codec)
+
+    step = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        step = json.loads((resume_from / "trainer_state.json").read_text())["step"]
+        if main_proc:
+            print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
+    loader = train_loader(train_set, args.batch_size, args.seed, accelerator.process_index, step, args.workers)
+
+    def save(step):
+        sums = accelerator.gather(codebook_checksum(raw))
+        if not torch.allclose(sums, sums[0].expand_as(sums)):
+            raise RuntimeError(f"codebooks differ across processes at step {step}: {sums.tolist()}")
+        ckpts.save(accelerator, step, {"config": cfg.to_dict(), "args": vars(args) | {"out": str(args.out),
+                   "train": str(args.train), "valid": str(args.valid)}})
+        if main_proc:
+            save_codec(raw, run / "model")
+
+    bar = tqdm(total=args.steps, initial=step, disable=not main_proc, desc="train codec", dynamic_ncols=True)
+    log = open(run / "log.jsonl", "a") if main_proc else None
+    codec.train()
+    t_last = time.perf_counter()
+    for batch in loader:
+        if step >= args.steps:
+            break
+        wav = batch["wav"].to(accelerator.device)
+        with accelerator.autocast():
+            out = codec(wav)
+        rec = out.wav.float()
+        metrics = {}
+        adv_on = use_adv and step >= args.adv_start
+        if adv_on:  # discriminator step: real and detached decoded audio in one forward (one DDP pass)
+            logits, _ = disc(torch.cat([wav, rec.detach()]))
+            n = wav.shape[0]
+            d_loss = discriminator_loss([x[:n] for x in logits], [x[n:] for x in logits])
+            opt_d.zero_grad(set_to_none=True)
+            accelerator.backward(d_loss)
+            accelerator.clip_grad_norm_(disc.parameters(), args.grad_clip)
+            opt_d.step()
+            metrics["d_loss"] = d_loss.item()
+        l1 = F.l1_loss(rec, wav)
+        mel = mel_loss(rec, wav)
+        loss = args.l1_weight * l1 + args.mel_weight * mel + args.commit_weight * out.commit_loss
+        if adv_on:
+            with torch.no_grad():
+                _, real_feats = raw_disc(wav)
+            fake_logits, fake_feats = raw_disc(rec)
+            g_adv = generator_adversarial_loss(fake_logits)
+            fm = feature_matching_loss(real_feats, fake_feats)
+            loss = loss + args.adv_weight * g_adv + args.fm_weight * fm
+            metrics |= {"g_adv": g_adv.item(), "fm": fm.item()}
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(codec.parameters(), args.grad_clip)
+        opt_g.step()
+        sched_g.step()
+        step += 1
+        bar.update(1)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at step {step}: lower --lr or check the data")
+
+        if main_proc and (step % args.log_every == 0 or step == 1):
+            now = time.perf_counter()
+            metrics |= {"step": step, "loss": loss.item(), "l1": l1.item(), "mel": mel.item(),
+                        "commit": out.commit_loss.item(), "grad_norm": float(grad_norm),
+                        "lr": sched_g.get_last_lr()[0], "sec_per_step": (now - t_last) / (1 if step == 1 else args.log_every)}
+            t_last = now
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss.item():.3f}", mel=f"{mel.item():.3f}")
+        if valid_set is not None and (step % args.eval_every == 0 or step == args.steps):
+            v = validate(accelerator, raw, mel_loss, valid_set, args)
+            if main_proc:
+                log.write(json.dumps({"step": step, **v}) + "\n")
+                log.flush()
+                bar.write(f"step {step}: valid mel {v['valid_mel']:.3f}, SI-SDR {v['valid_si_sdr']:.2f} dB, "
+                          f"code perplexity {v['valid_perplexity']}")
+        if step % args.save_every == 0 or step == args.steps:
+            save(step)
+        if step == args.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    if log:
+        log.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if main_proc:
+        print(f"done: {step} steps; inference codec in {run / 'model'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"train_codec: error: {e}", file=sys.stderr)
+        sys.exit(1)
