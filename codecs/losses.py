@@ -20,7 +20,7 @@ class MultiScaleMelLoss(nn.Module):
         import torchaudio.transforms as T
 
         self.mels = nn.ModuleList(
-            T.MelSpectrogram(sample_rate, n_fft=n, hop_length=n // 4, n_mels=min(n_mels, n // 4), power=1.0,
+            T.MelSpectrogram(sample_rate, n_fft=n, hop_length=n // 4, n_mels=min(n_mels, n // 8), power=1.0,
                              center=True, normalized=False, f_min=0.0)
             for n in n_ffts
         )
@@ -40,10 +40,11 @@ class _STFTDisc(nn.Module):
         self.n_fft = n_fft
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         c = channels
+        # strided along frequency from the first layer: keeps the CPU cost of a step reasonable
         self.convs = nn.ModuleList([
-            nn.Conv2d(2 * in_channels, c, (3, 9), padding=(1, 4)),
+            nn.Conv2d(2 * in_channels, c, (3, 9), stride=(1, 2), padding=(1, 4)),
             nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
-            nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
+            nn.Conv2d(c, c, (3, 9), stride=(2, 2), padding=(1, 4)),
             nn.Conv2d(c, c, (3, 9), stride=(1, 2), padding=(1, 4)),
             nn.Conv2d(c, c, (3, 3), padding=(1, 1)),
         ])
@@ -64,7 +65,7 @@ class _STFTDisc(nn.Module):
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
-    def __init__(self, n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128), channels: int = 32, in_channels: int = 1):
+    def __init__(self, n_ffts: tuple[int, ...] = (1024, 512, 256), channels: int = 16, in_channels: int = 1):
         super().__init__()
         self.discs = nn.ModuleList(_STFTDisc(n, channels, in_channels) for n in n_ffts)
 

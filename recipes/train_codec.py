@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--adv-weight", type=float, default=1.0, help="0 disables the discriminator")
     o.add_argument("--fm-weight", type=float, default=2.0)
     o.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
+    o.add_argument("--disc-channels", type=int, default=16)
+    o.add_argument("--kmeans-batches", type=int, default=8,
+                   help="batches pooled for the k-means codebook init before step 1 (more vectors, better codes)")
     o.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     o.add_argument("--seed", type=int, default=0)
     r = p.add_argument_group("run")
@@ -224,7 +227,7 @@ def main(argv=None) -> int:
     codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
     mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(accelerator.device)
     use_adv = args.adv_weight > 0
-    disc = MultiScaleSTFTDiscriminator(in_channels=cfg.channels) if use_adv else None
+    disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
     opt_g = torch.optim.AdamW(codec.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
 
     def lr_lambda(step):  # linear warm-up, then cosine to 10%
@@ -253,6 +256,15 @@ def main(argv=None) -> int:
         if main_proc:
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
     loader = train_loader(train_set, args.batch_size, args.seed, accelerator.process_index, step, args.workers)
+    if step == 0 and args.kmeans_batches > 0:
+        # k-means on one batch sees only batch * frames vectors (fewer than the codebook size):
+        # pool several batches, from their own stream, for the initial codebooks
+        init = train_loader(train_set, args.batch_size * args.kmeans_batches, args.seed + 1_000_003,
+                            accelerator.process_index)
+        wav = next(iter(init))["wav"].to(accelerator.device)
+        with torch.no_grad():
+            raw.train()
+            raw.quantizer(raw.encoder(wav))
 
     def save(step):
         sums = accelerator.gather(codebook_checksum(raw))
