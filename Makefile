@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean
+.PHONY: venv test demo bench lint clean speech-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 .venv: $(STAMP)
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) speech-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
@@ -29,6 +29,19 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# Debian packages the speech corpus needs (tokenlm.data: TTS libraries and text) and the classic
+# codecs the evaluation compares with (codec2, opus-tools). Installed when missing.
+SPEECH_PKGS := espeak-ng libespeak-ng1 espeak-ng-data flite libflite1 wordnet-base fortunes codec2 opus-tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+speech-deps:
+	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v c2enc >/dev/null \
+		&& command -v opusenc >/dev/null \
+		&& test -e /usr/share/wordnet/data.noun && test -d /usr/share/games/fortunes; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SPEECH_PKGS); \
+	else echo "speech-deps: no apt-get here; install $(SPEECH_PKGS) yourself (speech tests will be skipped)"; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
