@@ -13,17 +13,11 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 import tokenlm.codecs as tc
 from tokenlm.audio import load_audio, save_audio
+from tokenlm.evaluation import pesq_wb, si_sdr, stoi
 
 HERE = Path(__file__).resolve().parent
-
-
-def snr_db(ref: torch.Tensor, est: torch.Tensor) -> float:
-    noise = (ref - est).pow(2).sum()
-    return float(10 * torch.log10(ref.pow(2).sum() / noise.clamp_min(1e-12)))
 
 
 def main() -> None:
@@ -62,8 +56,17 @@ def main() -> None:
           f"-> {tok_path} ({info['file_bytes']} bytes, {info['bitrate_kbps']:.2f} kbps)")
     print(f"decoded: {decoded.shape[-1] / sr:.2f} s in {1000 * (t3 - t2):.0f} ms -> {out_path}")
     print(f"speed: {wav.shape[-1] / sr / (t1 - t0 + t3 - t2):.0f}x real time (encode + decode)")
-    print(f"quality: SNR {snr_db(wav, decoded):.1f} dB"
-          + ("  (meaningless until the codec is trained)" if not getattr(codec, "trained", True) else ""))
+    ref, deg = wav.mean(0), decoded.mean(0)  # mono, 16 kHz for the metrics
+    if codec.sample_rate != 16000:
+        from tokenlm.audio import resample
+
+        ref, deg = resample(ref, codec.sample_rate, 16000), resample(deg, codec.sample_rate, 16000)
+    quality = f"STOI {stoi(ref, deg):.3f}, SI-SDR {si_sdr(ref, deg):.1f} dB"
+    try:
+        quality += f", PESQ-WB {pesq_wb(ref, deg):.2f}"
+    except Exception as e:  # PESQ refuses some signals (e.g. silence): say so, keep the rest
+        quality += f", PESQ-WB n/a ({type(e).__name__})"
+    print(f"quality: {quality}" + ("  (meaningless until the codec is trained)" if not getattr(codec, "trained", True) else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+"""The examples run (with the fast 'tiny' codec) and report what they did."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_codec_roundtrip_example(tmp_path):
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "codec_roundtrip.py"), "--codec", "tiny", "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "UNTRAINED" in r.stdout and "kbps" in r.stdout and "STOI" in r.stdout
+    assert (tmp_path / "sample.tok").exists() and (tmp_path / "sample_decoded.wav").exists()
