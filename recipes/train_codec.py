@@ -62,6 +62,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--fm-weight", type=float, default=2.0)
     o.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
     o.add_argument("--disc-channels", type=int, default=16)
+    o.add_argument("--dead-code-threshold", type=float, default=None,
+                   help="EMA usage under which a code is replaced (default: scaled to the vectors per step, "
+                        "min(2, 0.25 * vectors / codebook_size); a fixed 2 with small batches replaces "
+                        "nearly every code at every step)")
     o.add_argument("--kmeans-batches", type=int, default=8,
                    help="batches pooled for the k-means codebook init before step 1 (more vectors, better codes)")
     o.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
@@ -221,6 +225,12 @@ def main(argv=None) -> int:
 
         cfg = RVQCodecConfig.from_dict(json.loads((resume_from / "trainer_state.json").read_text())["config"])
     segment = max(1, round(args.segment_seconds * cfg.frame_rate)) * cfg.hop_length
+    if resume_from is None:
+        vectors = args.batch_size * accelerator.num_processes * segment // cfg.hop_length  # per step, all processes
+        threshold = args.dead_code_threshold
+        if threshold is None:
+            threshold = min(2.0, 0.25 * vectors / cfg.codebook_size)
+        cfg = dataclasses.replace(cfg, dead_code_threshold=round(threshold, 4))
     train_set = CropDataset(read_manifest(args.train), cfg.sample_rate, segment, cfg.channels)
     valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
 
