@@ -34,14 +34,28 @@ class UntrainedCodecWarning(UserWarning):
     """The codec has random weights: tokens and audio are meaningless until it is trained."""
 
 
-def save_codec(codec: RVQCodec, path: str | os.PathLike) -> Path:
-    """Write ``codec`` to the folder ``path`` (created) as model.safetensors + config.json, atomically."""
+# EMA statistics of the codebooks: needed to keep training, not to encode or decode
+TRAINING_ONLY = ("._codebook.embed_avg", "._codebook.cluster_size")
+
+
+def save_codec(codec: RVQCodec, path: str | os.PathLike, *, inference_only: bool = False,
+               dtype: torch.dtype | None = None) -> Path:
+    """Write ``codec`` to the folder ``path`` (created) as model.safetensors + config.json, atomically.
+
+    ``inference_only`` drops the codebooks' EMA statistics and ``dtype`` (e.g. torch.float16)
+    stores floating-point weights smaller: what ships in the repository. Such a
+    checkpoint loads as usual (back in float32) but cannot resume training.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    header = {"format": FORMAT, "version": VERSION, **codec.config_dict, "trained": bool(codec.trained)}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in codec.state_dict().items()}
+    header = {"format": FORMAT, "version": VERSION, **codec.config_dict, "trained": bool(codec.trained),
+              "inference_only": inference_only}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in codec.state_dict().items()
+             if not (inference_only and k.endswith(TRAINING_ONLY))}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     atomic_write(path / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"tokenlm": json.dumps(header)}))
     atomic_write(path / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(header, indent=2) + "\n"))
     return path
@@ -73,6 +87,8 @@ def load_codec(path: str | os.PathLike, device: str | torch.device = "cpu") -> R
     cfg = RVQCodecConfig.from_dict(header["config"])
     with torch.device("meta"):
         codec = RVQCodec(cfg)
+    if header.get("inference_only"):
+        _fill_training_statistics(state)
     _assign(codec, state, weights)
     codec.trained = bool(header.get("trained", True))
     if not codec.trained:
@@ -147,6 +163,15 @@ def _parse_header(raw: str | None, where: Path) -> dict:
     return header
 
 
+def _fill_training_statistics(state: dict[str, torch.Tensor]) -> None:
+    """Stand-ins for the EMA statistics an inference-only checkpoint leaves out (unit counts)."""
+    for key in [k for k in state if k.endswith("._codebook.embed")]:
+        prefix = key[: -len("embed")]
+        embed = state[key]
+        state.setdefault(prefix + "embed_avg", embed.clone())
+        state.setdefault(prefix + "cluster_size", torch.ones(embed.shape[:-1], dtype=embed.dtype))
+
+
 def _assign(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -162,4 +187,6 @@ def _assign(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path)
         if tuple(t.shape) != tuple(state[k].shape):
             raise CheckpointError(f"{where}: config mismatch: '{k}' has shape {tuple(state[k].shape)} "
                                   f"but the config needs {tuple(t.shape)}")
+        if state[k].dtype != t.dtype:  # weights stored smaller (float16) compute in the model's dtype
+            state[k] = state[k].to(t.dtype)
     model.load_state_dict(state, assign=True)

@@ -127,3 +127,16 @@ def test_fingerprint_follows_the_weights():
 def test_weights_argument_is_only_for_encodec(tmp_path):
     with pytest.raises(CheckpointError, match="EnCodec"):
         tc.load("default", weights=tmp_path)
+
+
+def test_inference_only_half_precision_export(tiny_codec, tmp_path, speechlike):
+    full = tc.save_codec(tiny_codec, tmp_path / "full")
+    small = tc.save_codec(tiny_codec, tmp_path / "small", inference_only=True, dtype=torch.float16)
+    assert (small / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = tc.load(small)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert json.loads((small / "config.json").read_text())["inference_only"] is True
+    # half-precision weights: the decoded audio stays close to the float32 model's
+    ref = tiny_codec.decode(tiny_codec.encode(speechlike))
+    got = loaded.decode(loaded.encode(speechlike))
+    assert (got - ref).pow(2).mean() < 1e-2 * ref.pow(2).mean() + 1e-8
