@@ -181,6 +181,16 @@ def validate(accelerator, codec, mel_loss, dataset, args) -> dict:
     }
 
 
+def drop_log_after(log: Path, step: int) -> None:
+    if not log.exists():
+        return
+    from tokenlm.fileio import atomic_write
+
+    keep = [line for line in log.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write(log, lambda tmp: Path(tmp).write_text("".join(keep)))
+
+
 def codebook_checksum(codec) -> torch.Tensor:
     return codec.quantizer.codebooks.double().sum().reshape(1)
 
@@ -264,6 +274,7 @@ def main(argv=None) -> int:
         accelerator.load_state(str(resume_from))
         step = json.loads((resume_from / "trainer_state.json").read_text())["step"]
         if main_proc:
+            drop_log_after(run / "log.jsonl", step)  # rows the interrupted run logged past its checkpoint
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
     loader = train_loader(train_set, args.batch_size, args.seed, accelerator.process_index, step, args.workers)
     if step == 0 and args.kmeans_batches > 0:

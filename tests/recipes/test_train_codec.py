@@ -87,6 +87,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tmp_path):
     r = run([sys.executable, str(RECIPE), *args(corpus, killed, *common, "--resume")])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resumed from" in r.stderr
+    rows = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows if "loss" in x] == [1, 2, 3, 4, 5, 6]  # the killed run's step 5 is gone
     a, b = weights(straight), weights(killed)
     assert a.keys() == b.keys()
     for k in a:
