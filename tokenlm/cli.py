@@ -330,7 +330,7 @@ def cmd_eval_codec(args) -> int:
 # ---- entry point --------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.tok", required=True, help="token file to write")
     p.add_argument("--codec", default="default", help=codec_help + " (default: %(default)s)")
     p.add_argument("--weights", metavar="PATH", help="pretrained weights for EnCodec codecs")
-    p.add_argument("--codebooks", type=_positive_int, metavar="N",
+    p.add_argument("--codebooks", type=positive_int, metavar="N",
                    help="encode with the first N codebooks only (lower bitrate; default: all)")
     p.set_defaults(func=cmd_encode)
 

@@ -809,17 +809,9 @@ def write_report(result: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
 # ---- command line ---------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from tokenlm.cli import positive_int
+
     """The arguments of ``tokenlm eval-codec`` and ``recipes/eval_codec.py`` (shared)."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--manifest", metavar="JSONL",
@@ -827,12 +819,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                           "to the manifest's folder), e.g. data/corpus/test.jsonl")
     src.add_argument("--audio", nargs="+", metavar="FILE_OR_DIR",
                      help="audio files, or folders searched for .wav/.flac (voice = the file's folder name)")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate the first N utterances only")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate the first N utterances only")
     parser.add_argument("--codec", default="default",
                         help="tokenlm codec: 'default', a preset, 'encodec_24khz'/'encodec_48khz' or a "
                              "checkpoint folder/.safetensors (default: %(default)s)")
     parser.add_argument("--weights", metavar="PATH", help="pretrained weights for EnCodec codecs")
-    parser.add_argument("--codebooks", type=_positive_int, nargs="+", metavar="N",
+    parser.add_argument("--codebooks", type=positive_int, nargs="+", metavar="N",
                         help="codebook counts to score (default: 1 .. all)")
     parser.add_argument("--classic", nargs="+", choices=CLASSIC_NAMES, metavar="SYSTEM",
                         help=f"classic codecs to compare with (default: all of {', '.join(CLASSIC_NAMES)})")
