@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument("--workers", type=int, default=1, help="data-loading worker processes per process")
     m = p.add_argument_group("model")
     m.add_argument("--preset", default="speech16k", help="codec preset (tokenlm.codecs.PRESETS)")
+    m.add_argument("--init-from", metavar="CODEC",
+                   help="start from these weights (a codec checkpoint, or 'default'), e.g. to fine-tune the "
+                        "bundled codec on your own data; its config replaces --preset")
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable)")
     o = p.add_argument_group("optimisation")
@@ -211,6 +214,7 @@ def main(argv=None) -> int:
     )
     from tokenlm.data.loader import CropDataset, train_loader
     from tokenlm.data.manifest import read_manifest
+    from tokenlm.errors import TokenLMError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,7 +233,14 @@ def main(argv=None) -> int:
                     f"device={accelerator.device}\n{shlex.join([sys.executable, *sys.argv])}\n")
     set_seed(args.seed + accelerator.process_index)
 
-    cfg = build_config(args.preset, args.set)
+    init = None
+    if args.init_from and resume_from is None:
+        from tokenlm.codecs import load
+
+        init = load(args.init_from)
+        if not isinstance(init, RVQCodec):
+            raise TokenLMError(f"--init-from {args.init_from}: only tokenlm RVQ codecs can be trained here")
+    cfg = build_config(args.preset, args.set) if init is None else init.config
     if resume_from is not None:  # the checkpoint's config wins: it is what the weights fit
         from tokenlm.codecs import RVQCodecConfig
 
@@ -245,6 +256,8 @@ def main(argv=None) -> int:
     valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
 
     codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
+    if init is not None:
+        codec.load_state_dict(init.state_dict())
     mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(accelerator.device)
     use_adv = args.adv_weight > 0
     disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
@@ -277,7 +290,7 @@ def main(argv=None) -> int:
             drop_log_after(run / "log.jsonl", step)  # rows the interrupted run logged past its checkpoint
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
     loader = train_loader(train_set, args.batch_size, args.seed, accelerator.process_index, step, args.workers)
-    if step == 0 and args.kmeans_batches > 0:
+    if step == 0 and init is None and args.kmeans_batches > 0:
         # k-means on one batch sees only batch * frames vectors (fewer than the codebook size):
         # pool several batches, from their own stream, for the initial codebooks
         init = train_loader(train_set, args.batch_size * args.kmeans_batches, args.seed + 1_000_003,

@@ -74,6 +74,15 @@ def test_three_steps_then_the_model_loads(corpus, tmp_path):
     # a second start without --resume refuses to overwrite the run
     r = run([sys.executable, str(RECIPE), *args(corpus, out, "--steps", "3")])
     assert r.returncode != 0 and "--resume" in r.stderr
+    # fine-tuning starts from a trained codec's weights, here an inference-only float16 export
+    small = tc.save_codec(codec, tmp_path / "small", inference_only=True, dtype=torch.float16)
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "tuned", "--steps", "2", "--save-every", "2",
+                                                "--init-from", str(small), "--adv-weight", "0")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    tuned = tc.load(tmp_path / "tuned" / "model")
+    assert tuned.config.num_codebooks == codec.config.num_codebooks
+    moved = [k for k, v in tuned.state_dict().items() if not torch.equal(v, codec.state_dict()[k].to(v.dtype))]
+    assert moved, "fine-tuning changed nothing"
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tmp_path):
