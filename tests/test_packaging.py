@@ -18,6 +18,7 @@ def test_wheel_contains_and_imports_the_mapped_packages(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "tokenlm/codecs/__init__.py" in names
     assert "tokenlm/kernels/__init__.py" in names
+    assert "tokenlm/codecs/pretrained/default/model.safetensors" in names, "bundled codec weights missing"
     assert not any(n.startswith(("codecs/", "kernels/")) for n in names), "bare codecs/kernels would shadow stdlib"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
