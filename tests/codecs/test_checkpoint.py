@@ -38,7 +38,6 @@ def test_untrained_models_are_deterministic_and_say_so():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         b = tc.load("tiny")
-        default = tc.load("default")
     assert a.fingerprint == b.fingerprint and a.trained is False
 
 
