@@ -1,0 +1,134 @@
+import pytest
+import torch
+
+from tokenlm.lm import (
+    LM_PRESETS,
+    UNGENERATED,
+    ZERO,
+    LMConfig,
+    LMStreamer,
+    Sampling,
+    Streams,
+    TokenLM,
+    apply_delays,
+    sample,
+)
+
+
+def tiny_lm(streams, **over) -> TokenLM:
+    torch.manual_seed(0)
+    cfg = dict(LM_PRESETS["tiny"], streams=streams.to_list(), num_kv_heads=1, context=8)
+    cfg.update(over)
+    return TokenLM(LMConfig(**cfg)).eval()
+
+
+def random_tokens(streams, b, t, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.stack([torch.randint(0, s.card, (b, t), generator=g) for s in streams], dim=1)
+    return apply_delays(x, streams)
+
+
+DUPLEX = Streams.build(20, 16, 3, audio_delay=2, acoustic_delay=1, input_audio=True)
+
+
+@pytest.mark.parametrize("streams", [DUPLEX, Streams.asr(20, 16, 3, text_delay=3)], ids=["duplex", "asr"])
+def test_streaming_with_cache_equals_full_forward(streams):
+    # 21 frames > context (8): the ring cache wraps and the sliding window is exercised
+    model = tiny_lm(streams)
+    delayed, _ = random_tokens(streams, 2, 18)
+    full = model(delayed)
+    st = LMStreamer(model, batch_size=2)
+    st.start()
+    for t in range(delayed.shape[2]):
+        out, logits = st.step(delayed[:, :, t], return_logits=True)
+        assert torch.equal(out, delayed[:, :, t])  # provided tokens are forced and passed through
+        for s in range(len(full)):
+            torch.testing.assert_close(logits[s], full[s][:, t], atol=2e-5, rtol=1e-4)
+
+
+def test_sessions_are_independent_and_can_restart():
+    streams = Streams.asr(20, 16, 2, text_delay=2)
+    model = tiny_lm(streams)
+    delayed, _ = random_tokens(streams, 3, 12, seed=1)
+    ref = model(delayed[:1])[0][0]  # session 0 alone, from frame 0
+    st = LMStreamer(model, batch_size=3)
+    st.start([1, 2])
+    for t in range(5):  # the other sessions run for a while first
+        st.step(delayed[:, :, t])
+    st.start(0)  # session 0 joins late, in slot 0
+    st.stop(2)  # session 2 leaves
+    assert st.free_slots == [2]
+    for t in range(12):
+        frame = delayed[:, :, t].clone()
+        frame[0] = delayed[0, :, t]
+        _, logits = st.step(frame, return_logits=True)
+        torch.testing.assert_close(logits[0][0], ref[t], atol=2e-5, rtol=1e-4)
+    st.reset(0)  # a reset session starts again from scratch
+    _, logits = st.step(delayed[:, :, 0], return_logits=True)
+    torch.testing.assert_close(logits[0][0], ref[0], atol=2e-5, rtol=1e-4)
+
+
+def test_generation_samples_only_what_is_asked():
+    model = tiny_lm(DUPLEX)
+    st = LMStreamer(model, batch_size=2, sampling=Sampling(temperature=1.0, top_k=5),
+                    generator=torch.Generator().manual_seed(0))
+    st.start()
+    provided = torch.full((2, len(DUPLEX)), UNGENERATED)
+    provided[:, 4:] = torch.tensor([[1, 2, 3], [ZERO, ZERO, ZERO]])  # the user's audio (input only)
+    provided[1, 0] = DUPLEX[0].pad_id  # force the text of session 1
+    for _ in range(4):
+        out = st.step(provided)
+        assert torch.equal(out[:, 4:], provided[:, 4:]) and out[1, 0] == DUPLEX[0].pad_id
+        for k in DUPLEX.generated:
+            assert ((out[:, k] >= 0) & (out[:, k] < DUPLEX[k].output_vocab)).all()
+    provided[0, 5] = UNGENERATED
+    with pytest.raises(ValueError, match="input-only"):
+        st.step(provided)
+
+
+def test_sampling_rules():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 5.0, 4.9, -3.0, 1.0]]).repeat(500, 1)
+    assert (sample(logits) == 1).all()
+    k2 = sample(logits, Sampling(temperature=1.0, top_k=2), g)
+    assert set(k2.tolist()) == {1, 2}
+    p = sample(logits, Sampling(temperature=1.0, top_p=0.3), g)  # the top token alone holds > 30%
+    assert set(p.tolist()) == {1}
+    hot = sample(logits, Sampling(temperature=100.0), g)
+    assert len(set(hot.tolist())) == 5
+
+
+def test_loss_masks_invalid_positions_and_learns():
+    streams = Streams.tts(20, 16, 2, audio_delay=2)
+    model = tiny_lm(streams).train()
+    delayed, valid = random_tokens(streams, 4, 10)
+    loss, stats = model.loss(delayed, valid)
+    assert loss.requires_grad and set(stats) == {f"{m}/{n}" for m in ("loss", "acc") for n in
+                                                 ("text", "audio_0", "audio_1")}
+    # the loss is the weighted mean over streams of the cross-entropy at valid positions only
+    logits = model(delayed)
+    expect = 0.0
+    for s, k in enumerate(streams.generated):
+        m = valid[:, k]
+        ce = torch.nn.functional.cross_entropy(logits[s][m], delayed[:, k][m])
+        torch.testing.assert_close(stats[f"loss/{streams[k].name}"], ce)
+        expect += streams[k].weight * ce
+    torch.testing.assert_close(loss, expect / sum(s.weight for s in streams))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = loss.item()
+    for _ in range(60):
+        opt.zero_grad()
+        loss, _ = model.loss(delayed, valid)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first  # it can memorise a tiny batch
+
+
+def test_config_checks():
+    streams = Streams.asr(20, 16, 2, text_delay=2).to_list()
+    with pytest.raises(ValueError, match="multiple of num_kv_heads"):
+        LMConfig(streams=streams, num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="unknown"):
+        LMConfig.from_dict({"streams": streams, "bogus": 1})
+    cfg = LMConfig(streams=streams)
+    assert LMConfig.from_dict(cfg.to_dict()) == cfg
