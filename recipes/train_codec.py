@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import shlex
-import shutil
 import signal
 import sys
 import time
@@ -109,41 +106,6 @@ def build_config(preset: str, overrides: list[str]):
     return dataclasses.replace(cfg, **changes)
 
 
-class Checkpoints:
-    """checkpoints/step_NNNNNNN/ folders written to a temporary name then renamed, and a `latest` file."""
-
-    def __init__(self, run: Path, keep: int):
-        self.dir, self.keep = run / "checkpoints", keep
-
-    def latest(self) -> Path | None:
-        f = self.dir / "latest"
-        if not f.exists():
-            return None
-        path = self.dir / f.read_text().strip()
-        return path if (path / "trainer_state.json").exists() else None
-
-    def save(self, accelerator, step: int, extra: dict) -> Path:
-        final = self.dir / f"step_{step:07d}"
-        tmp = self.dir / f".step_{step:07d}.tmp"
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp), safe_serialization=True)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **extra}, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            pointer = self.dir / ".latest.tmp"
-            pointer.write_text(final.name)
-            os.replace(pointer, self.dir / "latest")  # the checkpoint counts only once this lands
-            for old in sorted(self.dir.glob("step_*"))[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return final
-
-
 def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Scale-invariant SDR in dB per item, over [B, C, T]."""
     est, ref = est - est.mean(-1, keepdim=True), ref - ref.mean(-1, keepdim=True)
@@ -184,16 +146,6 @@ def validate(accelerator, codec, mel_loss, dataset, args) -> dict:
     }
 
 
-def drop_log_after(log: Path, step: int) -> None:
-    if not log.exists():
-        return
-    from tokenlm.fileio import atomic_write
-
-    keep = [line for line in log.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    atomic_write(log, lambda tmp: Path(tmp).write_text("".join(keep)))
-
-
 def codebook_checksum(codec) -> torch.Tensor:
     return codec.quantizer.codebooks.double().sum().reshape(1)
 
@@ -215,6 +167,7 @@ def main(argv=None) -> int:
     from tokenlm.data.loader import CropDataset, train_loader
     from tokenlm.data.manifest import read_manifest
     from tokenlm.errors import TokenLMError
+    from tokenlm.training import Checkpoints, drop_log_after, record_command, warmup_cosine
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,9 +181,7 @@ def main(argv=None) -> int:
         run.mkdir(parents=True, exist_ok=True)
         if not args.resume and ckpts.latest() is not None:
             raise SystemExit(f"train_codec: {run} already holds checkpoints: pass --resume, or choose a new --out")
-        with open(run / "command.txt", "a") as f:
-            f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} processes={accelerator.num_processes} "
-                    f"device={accelerator.device}\n{shlex.join([sys.executable, *sys.argv])}\n")
+        record_command(run, accelerator)
     set_seed(args.seed + accelerator.process_index)
 
     init = None
@@ -263,13 +214,7 @@ def main(argv=None) -> int:
     disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
     opt_g = torch.optim.AdamW(codec.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
 
-    def lr_lambda(step):  # linear warm-up, then cosine to 10%
-        if step < args.warmup:
-            return (step + 1) / args.warmup
-        t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warmup_cosine(args.warmup, args.steps))
     objects = [codec, opt_g, sched_g]
     if use_adv:
         opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)

@@ -121,7 +121,7 @@ def test_loss_masks_invalid_positions_and_learns():
         loss, _ = model.loss(delayed, valid)
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first  # it can memorise a tiny batch
+    assert loss.item() < 0.5 * first  # it can memorise a tiny batch
 
 
 def test_config_checks():

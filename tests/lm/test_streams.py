@@ -56,3 +56,11 @@ def test_place_words_puts_tokens_at_word_starts():
     # a word that overlaps the previous one is pushed later; one that does not fit is dropped
     stream, placed = place_words([[1, 2, 3], [4], [5, 6]], [0.1, 0.1, 0.75], 25, 19, 50, 51)
     assert stream.tolist()[1:8] == [51, 1, 2, 3, 51, 4, 50] and placed == 2
+
+
+def test_place_words_marks_the_end_of_speech():
+    stream, placed = place_words([[5, 6], [7]], [0.1, 0.2], 25, 12, 50, 51, end_time=0.37)
+    assert stream.tolist() == [50, 51, 5, 6, 51, 7, 50, 50, 50, 51, 50, 50] and placed == 2
+    # the mark never lands on a word's tokens
+    stream, _ = place_words([[5, 6], [7]], [0.1, 0.2], 25, 12, 50, 51, end_time=0.0)
+    assert stream.tolist()[:7] == [50, 51, 5, 6, 51, 7, 51]

@@ -133,10 +133,13 @@ class LMStreamer:
         return m.norm(x)[:, 0]
 
     @torch.no_grad()
-    def step(self, provided: torch.Tensor | None = None, *, return_logits: bool = False):
+    def step(self, provided: torch.Tensor | None = None, *, allowed: dict[int, torch.Tensor] | None = None,
+             return_logits: bool = False):
         """One frame for every slot. ``provided [B, K]`` (None: sample every generated stream and
-        feed ZERO to input-only ones). Returns tokens ``[B, K]``, or ``(tokens, logits)`` with
-        ``logits`` a list, per generated stream, of ``[B, V_s]``."""
+        feed ZERO to input-only ones). ``allowed`` maps a stream index to a bool ``[B, V]`` (or
+        ``[V]``) mask of the tokens it may sample (TTS lets its text stream choose only PAD or
+        EPAD). Returns tokens ``[B, K]``, or ``(tokens, logits)`` with ``logits`` a list, per
+        generated stream, of ``[B, V_s]`` (before masking)."""
         b, k = self.batch_size, len(self.streams)
         if provided is None:
             provided = torch.tensor([UNGENERATED if s.generated else ZERO for s in self.streams],
@@ -151,7 +154,10 @@ class LMStreamer:
         for s, idx in enumerate(self.streams.generated):
             lg = self.model.depth.incremental(s, h, prev_tok, self._depth_cache)
             forced = provided[:, idx]
-            tok = torch.where(forced == UNGENERATED, sample(lg, self.sampling[s], self.generator), forced)
+            masked = lg
+            if allowed is not None and idx in allowed:
+                masked = lg.masked_fill(~allowed[idx].to(lg.device), float("-inf"))
+            tok = torch.where(forced == UNGENERATED, sample(masked, self.sampling[s], self.generator), forced)
             out[:, idx] = tok
             prev_tok = tok
             if return_logits:

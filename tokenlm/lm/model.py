@@ -293,7 +293,10 @@ class TokenLM(nn.Module):
     def loss(self, delayed: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted mean of per-stream cross-entropies over valid positions; also returns per-stream
         losses and accuracies (``{"loss/text": tensor, "acc/text": tensor}``, detached) for logging."""
-        logits = self.forward(delayed)
+        return self.loss_from_logits(self.forward(delayed), delayed, valid)
+
+    def loss_from_logits(self, logits: list[torch.Tensor], delayed: torch.Tensor, valid: torch.Tensor):
+        """:meth:`loss` given the output of :meth:`forward` (e.g. through a DDP wrapper)."""
         total, weights, stats = 0.0, 0.0, {}
         for s, k in enumerate(self.streams.generated):
             spec = self.streams[k]

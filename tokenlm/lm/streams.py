@@ -224,12 +224,15 @@ def undo_delays(delayed: torch.Tensor, delays: Sequence[int] | Streams) -> torch
 
 
 def place_words(word_tokens: Sequence[Sequence[int]], word_starts: Sequence[float], frame_rate: float,
-                num_frames: int, pad_id: int, epad_id: int) -> tuple[torch.Tensor, int]:
+                num_frames: int, pad_id: int, epad_id: int, end_time: float | None = None
+                ) -> tuple[torch.Tensor, int]:
     """The text stream of one utterance: each word's tokens from the frame where the word starts.
 
     The frame before a word's first token holds EPAD; a word that would overlap the previous one
-    is pushed later. Returns ``(stream [num_frames], words_placed)``; words that no longer fit are
-    dropped (their count is ``len(word_tokens) - words_placed``)."""
+    is pushed later. ``end_time`` (the end of the last word) adds one more EPAD where the speech
+    ends, with no word after it: the end-of-speech mark TTS stops on. Returns
+    ``(stream [num_frames], words_placed)``; words that no longer fit are dropped (their count is
+    ``len(word_tokens) - words_placed``) and so is the end mark then."""
     out = torch.full((num_frames,), pad_id, dtype=torch.long)
     cursor, placed = 0, 0
     for toks, start in zip(word_tokens, word_starts):
@@ -242,4 +245,8 @@ def place_words(word_tokens: Sequence[Sequence[int]], word_starts: Sequence[floa
         out[first: first + len(toks)] = torch.as_tensor(list(toks), dtype=torch.long)
         cursor = first + len(toks)
         placed += 1
+    if end_time is not None and placed == sum(1 for t in word_tokens if t):
+        end = max(int(math.floor(end_time * frame_rate + 1e-6)), cursor)
+        if end < num_frames:
+            out[end] = epad_id
     return out, placed

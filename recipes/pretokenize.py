@@ -1,0 +1,97 @@
+"""Turn a speech manifest into token shards (codec codes + aligned text) for LM training.
+
+One process:
+    python recipes/pretokenize.py --manifest data/corpus/train.jsonl --tokenizer runs/tokenizer.model \\
+        --out data/tokens/train
+Several processes (each takes every N-th shard), on CPUs or GPUs:
+    accelerate launch --num_processes 2 --cpu recipes/pretokenize.py ...
+Resumable: shards already written are skipped, so rerunning after an interruption finishes the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--tokenizer", type=Path, required=True, help="sentencepiece model (train_tokenizer.py)")
+    p.add_argument("--codec", default="default", help="codec name or path (tokenlm.codecs.load)")
+    p.add_argument("--codebooks", type=int, default=None, help="keep only the first N codebooks")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
+    args = p.parse_args(argv)
+
+    import torch
+    from accelerate import PartialState
+    from tqdm import tqdm
+
+    import tokenlm.codecs as tc
+    from tokenlm.data.manifest import read_manifest
+    from tokenlm.errors import TokenLMError
+    from tokenlm.fileio import atomic_write
+    from tokenlm.lm.data import tokenize_entries, write_shard
+    from tokenlm.lm.tokenizer import TextTokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    entries = read_manifest(args.manifest)
+    if not entries:
+        raise TokenLMError(f"{args.manifest}: no utterances")
+    tokenizer = TextTokenizer.load(args.tokenizer)
+    codec = tc.load(args.codec).to(state.device).eval()
+    q = args.codebooks or codec.num_codebooks
+    if not 1 <= q <= codec.num_codebooks:
+        raise TokenLMError(f"--codebooks must be in 1..{codec.num_codebooks}, got {q}")
+    meta = {"codec": codec.fingerprint, "codec_name": str(args.codec), "tokenizer": tokenizer.digest,
+            "frame_rate": codec.frame_rate, "sample_rate": codec.sample_rate, "num_codebooks": q,
+            "codebook_size": codec.codebook_size, "text_card": tokenizer.vocab_size}
+    args.out.mkdir(parents=True, exist_ok=True)
+    chunks = [entries[i: i + args.shard_size] for i in range(0, len(entries), args.shard_size)]
+    mine = [i for i in range(len(chunks)) if i % state.num_processes == state.process_index]
+    todo = [i for i in mine if not (args.out / f"shard-{i:05d}.safetensors").exists()]
+    bar = tqdm(total=sum(len(chunks[i]) for i in mine), initial=sum(len(chunks[i]) for i in mine if i not in todo),
+               desc="pretokenize", unit="utt", disable=not state.is_main_process, dynamic_ncols=True)
+    dropped = 0
+    for i in todo:
+        shard = tokenize_entries(chunks[i], _Limited(codec, q), tokenizer, state.device)
+        write_shard(args.out / f"shard-{i:05d}.safetensors", shard, meta)
+        dropped += shard["dropped_words"]
+        bar.update(len(chunks[i]))
+    bar.close()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        index = {**meta, "manifest": str(args.manifest), "utterances": len(entries), "shards": len(chunks)}
+        atomic_write(args.out / "index.json", lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2) + "\n"))
+        print(f"{args.out}: {len(chunks)} shards, {len(entries)} utterances"
+              + (f"; {dropped} words did not fit their utterance" if dropped else ""), file=sys.stderr)
+    return 0
+
+
+class _Limited:
+    """A codec view that encodes with its first ``q`` codebooks."""
+
+    def __init__(self, codec, q):
+        self.codec, self.q = codec, q
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def encode(self, wav):
+        return self.codec.encode(wav, num_codebooks=self.q)
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"pretokenize: error: {e}", file=sys.stderr)
+        sys.exit(1)

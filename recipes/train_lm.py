@@ -1,0 +1,293 @@
+"""Train a token LM (ASR or TTS layout) on token shards made by recipes/pretokenize.py.
+
+One CPU process:
+    python recipes/train_lm.py --task asr --train data/tokens/train --valid data/tokens/valid \\
+        --tokenizer runs/tokenizer.model --out runs/asr
+Several CPU processes (gloo), or GPUs, one or many machines:
+    accelerate launch --multi_gpu --num_processes 2 --cpu recipes/train_lm.py --cpu ...      # CPU, 2 processes
+    accelerate launch --num_processes 8 recipes/train_lm.py --mixed-precision bf16 ...     # 8 GPUs
+Resume after an interruption (kill -9 included) from the last checkpoint:
+    python recipes/train_lm.py ... --out runs/asr --resume
+
+Tasks (the streams and their delays): ``asr``: the codec's codebooks are input, the text stream is
+generated ``--text-delay`` frames after the audio; ``tts``: the text stream leads and the audio is
+generated ``--audio-delay`` frames later, acoustic codebooks one more frame behind.
+Batches are drawn from the step number and the seed alone, so a resumed run sees the same data
+as an uninterrupted one. The run folder holds command.txt, log.jsonl, checkpoints/ and model/
+(the LM, loadable with tokenlm.lm.load_lm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TASKS = ("asr", "tts")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--train", type=Path, required=True, help="folder of token shards")
+    d.add_argument("--valid", type=Path, help="folder of token shards for validation")
+    d.add_argument("--tokenizer", type=Path, required=True, help="the sentencepiece model the shards used")
+    d.add_argument("--voices", default=None, help="comma-separated substrings: train only on utterances "
+                   "whose voice matches one (needs --manifest)")
+    d.add_argument("--manifest", type=Path, help="the manifest the training shards came from (for --voices)")
+    d.add_argument("--max-frames", type=int, default=250, help="crop utterances to this many frames")
+    m = p.add_argument_group("model")
+    m.add_argument("--task", choices=TASKS, required=True)
+    m.add_argument("--preset", default="small", help="model size (tokenlm.lm.LM_PRESETS)")
+    m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override an LMConfig field")
+    m.add_argument("--codebooks", type=int, default=None, help="use the first N codebooks of the shards")
+    m.add_argument("--text-delay", type=int, default=15, help="asr: frames the text lags the audio")
+    m.add_argument("--audio-delay", type=int, default=2, help="tts: frames the audio lags the text")
+    m.add_argument("--acoustic-delay", type=int, default=1, help="tts: extra lag of codebooks 1..")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=int, default=10000)
+    o.add_argument("--batch-size", type=int, default=16, help="per process and accumulation step")
+    o.add_argument("--grad-accum", type=int, default=1)
+    o.add_argument("--lr", type=float, default=1e-3)
+    o.add_argument("--warmup", type=int, default=300)
+    o.add_argument("--weight-decay", type=float, default=0.05)
+    o.add_argument("--grad-clip", type=float, default=1.0)
+    o.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    o.add_argument("--seed", type=int, default=0)
+    r = p.add_argument_group("run")
+    r.add_argument("--out", type=Path, required=True, help="run folder")
+    r.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    r.add_argument("--save-every", type=int, default=250)
+    r.add_argument("--keep", type=int, default=2)
+    r.add_argument("--eval-every", type=int, default=500)
+    r.add_argument("--eval-items", type=int, default=64)
+    r.add_argument("--log-every", type=int, default=10)
+    r.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    r.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
+    r.add_argument("--kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL itself after this step
+    return p.parse_args(argv)
+
+
+def build_streams(args, meta: dict):
+    from tokenlm.lm import Streams
+
+    q = args.codebooks or meta["num_codebooks"]
+    if not 1 <= q <= meta["num_codebooks"]:
+        from tokenlm.errors import TokenLMError
+
+        raise TokenLMError(f"--codebooks must be in 1..{meta['num_codebooks']} (what the shards hold), got {q}")
+    if args.task == "asr":
+        return Streams.asr(meta["text_card"], meta["codebook_size"], q, args.text_delay), q
+    return Streams.tts(meta["text_card"], meta["codebook_size"], q, args.audio_delay, args.acoustic_delay), q
+
+
+def build_config(args, streams):
+    from tokenlm.errors import TokenLMError
+    from tokenlm.lm import LM_PRESETS, LMConfig
+
+    if args.preset not in LM_PRESETS:
+        raise TokenLMError(f"unknown preset '{args.preset}': choose from {', '.join(LM_PRESETS)}")
+    fields = dict(LM_PRESETS[args.preset])
+    names = {f.name for f in dataclasses.fields(LMConfig)} - {"streams"}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise TokenLMError(f"--set {item}: LMConfig has no field '{key}'")
+        try:
+            fields[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key] = value
+    return LMConfig(streams=streams.to_list(), **fields)
+
+
+def select_voices(shards, manifest: Path, voices: str) -> list[int]:
+    from tokenlm.data.manifest import read_manifest
+    from tokenlm.errors import TokenLMError
+
+    by_id = {e["id"]: e.get("voice", "") for e in read_manifest(manifest)}
+    keys = [v for v in voices.split(",") if v]
+    keep = [i for i, uid in enumerate(shards.ids) if any(k in by_id.get(uid, "") for k in keys)]
+    if not keep:
+        raise TokenLMError(f"--voices {voices}: no training utterance has a matching voice")
+    return keep
+
+
+def batch_for(step: int, micro: int, rank: int, args, pool: list[int], shards, streams):
+    from tokenlm.lm.data import collate
+
+    g = torch.Generator().manual_seed((args.seed * 1_000_003 + step) * 4099 + rank * 64 + micro)
+    idx = torch.randint(0, len(pool), (args.batch_size,), generator=g).tolist()
+    items = [(shards.codes[pool[i]], shards.text[pool[i]]) for i in idx]
+    return collate(items, streams, args.max_frames, g)
+
+
+@torch.no_grad()
+def validate(accelerator, model, shards, streams, args) -> dict:
+    from tokenlm.lm.data import collate
+
+    model.eval()
+    n = min(args.eval_items, len(shards))
+    mine = list(range(accelerator.process_index, n, accelerator.num_processes))
+    sums: dict[str, torch.Tensor] = {}
+    for i in range(0, len(mine), args.batch_size):
+        items = [(shards.codes[j], shards.text[j]) for j in mine[i: i + args.batch_size]]
+        delayed, valid = collate(items, streams)
+        with accelerator.autocast():
+            loss, stats = model.loss(delayed.to(accelerator.device), valid.to(accelerator.device))
+        w = float(len(items))
+        for k, v in {"loss": loss.detach(), **stats}.items():
+            sums[k] = sums.get(k, torch.zeros((), device=accelerator.device)) + v.float() * w
+        sums["n"] = sums.get("n", torch.zeros((), device=accelerator.device)) + w
+    keys = sorted(k for k in ["loss", *(f"{m}/{s.name}" for s in streams for m in ("loss", "acc")
+                                       if s.generated)])
+    vec = torch.stack([sums.get(k, torch.zeros((), device=accelerator.device)) for k in keys + ["n"]])
+    vec = accelerator.reduce(vec, "sum")
+    model.train()
+    total = max(float(vec[-1]), 1.0)
+    return {f"valid_{k}": round(float(v) / total, 4) for k, v in zip(keys, vec[:-1])}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+
+    from tokenlm.errors import TokenLMError
+    from tokenlm.lm import LMConfig, TokenLM
+    from tokenlm.lm.checkpoint import save_lm
+    from tokenlm.lm.data import TokenShards
+    from tokenlm.lm.tokenizer import TextTokenizer
+    from tokenlm.training import Checkpoints, drop_log_after, record_command, warmup_cosine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    use_cpu = args.cpu or not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=args.mixed_precision,
+                              gradient_accumulation_steps=args.grad_accum)
+    main_proc = accelerator.is_main_process
+    run = args.out
+    ckpts = Checkpoints(run, args.keep)
+    resume_from = ckpts.latest() if args.resume else None
+    if main_proc:
+        run.mkdir(parents=True, exist_ok=True)
+        if not args.resume and ckpts.latest() is not None:
+            raise TokenLMError(f"{run} already holds checkpoints: pass --resume, or choose a new --out")
+        record_command(run, accelerator)
+    set_seed(args.seed + accelerator.process_index)
+
+    shards = TokenShards(args.train)
+    meta = shards.meta
+    tokenizer = TextTokenizer.load(args.tokenizer)
+    if tokenizer.digest != meta["tokenizer"]:
+        raise TokenLMError(f"{args.tokenizer} is not the tokenizer the shards in {args.train} were made with")
+    valid = TokenShards(args.valid) if args.valid else None
+    if valid is not None and valid.meta != meta:
+        raise TokenLMError(f"{args.valid}: made with a different codec or tokenizer than {args.train}")
+    pool = list(range(len(shards)))
+    if args.voices:
+        if not args.manifest:
+            raise TokenLMError("--voices needs --manifest (the manifest the training shards came from)")
+        pool = select_voices(shards, args.manifest, args.voices)
+    streams, q = build_streams(args, meta)
+    if resume_from is not None:  # the checkpoint's config wins: it is what the weights fit
+        cfg = LMConfig.from_dict(json.loads((resume_from / "trainer_state.json").read_text())["config"])
+    else:
+        cfg = build_config(args, streams)
+    model = TokenLM(cfg)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "prev_emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n
+                                                                 and "prev_emb" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(args.warmup, args.steps))
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    raw = accelerator.unwrap_model(model)
+
+    step = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        step = json.loads((resume_from / "trainer_state.json").read_text())["step"]
+        if main_proc:
+            drop_log_after(run / "log.jsonl", step)
+            print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
+    codec_info = {"name": meta.get("codec_name", "default"), "fingerprint": meta["codec"], "num_codebooks": q,
+                  "frame_rate": meta["frame_rate"]}
+    if main_proc and step == 0:
+        print(f"{args.task} LM: {raw.num_parameters() / 1e6:.2f} M parameters, {len(pool)} training utterances "
+              f"({sum(shards.codes[i].shape[1] for i in pool) / meta['frame_rate'] / 3600:.2f} h), "
+              f"streams {[(s.name, s.delay) for s in streams][:3]}...", file=sys.stderr)
+
+    def save(step):
+        ckpts.save(accelerator, step, {"config": cfg.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
+                                                                         for k, v in vars(args).items()}})
+        if main_proc:
+            save_lm(raw, run / "model", tokenizer, task=args.task, codec=codec_info,
+                    extra={"step": step, "voices": args.voices})
+
+    bar = tqdm(total=args.steps, initial=step, disable=not main_proc, desc=f"train {args.task}", dynamic_ncols=True)
+    log = open(run / "log.jsonl", "a") if main_proc else None
+    model.train()
+    t_last = time.perf_counter()
+    while step < args.steps:
+        for micro in range(args.grad_accum):
+            delayed, valid_mask = batch_for(step, micro, accelerator.process_index, args, pool, shards, streams)
+            with accelerator.accumulate(model), accelerator.autocast():
+                delayed, valid_mask = delayed.to(accelerator.device), valid_mask.to(accelerator.device)
+                # through the (possibly DDP-wrapped) module, so that gradients are all-reduced
+                loss, stats = raw.loss_from_logits(model(delayed), delayed, valid_mask)
+                accelerator.backward(loss)
+                grad_norm = None
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at step {step}: lower --lr or check the data")
+        if main_proc and (step % args.log_every == 0 or step == 1):
+            now = time.perf_counter()
+            row = {"step": step, "loss": loss.item(), **{k: round(float(v), 4) for k, v in stats.items()},
+                   "grad_norm": float(grad_norm) if grad_norm is not None else None, "lr": sched.get_last_lr()[0],
+                   "sec_per_step": (now - t_last) / (1 if step == 1 else args.log_every)}
+            t_last = now
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(stats[f'acc/{streams[streams.generated[0]].name}']):.3f}")
+        if valid is not None and (step % args.eval_every == 0 or step == args.steps):
+            v = validate(accelerator, raw, valid, streams, args)
+            if main_proc:
+                log.write(json.dumps({"step": step, **v}) + "\n")
+                log.flush()
+                bar.write(f"step {step}: " + ", ".join(f"{k[6:]} {x:.3f}" for k, x in v.items()))
+        if step % args.save_every == 0 or step == args.steps:
+            save(step)
+        if step == args.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    if log:
+        log.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if main_proc:
+        print(f"done: {step} steps; the LM is in {run / 'model'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"train_lm: error: {e}", file=sys.stderr)
+        sys.exit(1)

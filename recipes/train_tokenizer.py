@@ -1,0 +1,46 @@
+"""Train the LM's sentencepiece text tokenizer on the text of speech manifests (and text files).
+
+    python recipes/train_tokenizer.py --manifest data/corpus/train.jsonl --out runs/tokenizer.model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--manifest", type=Path, action="append", default=[], help="JSONL manifest (repeatable)")
+    p.add_argument("--text", type=Path, action="append", default=[], help="text file, a sentence per line")
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    from tokenlm.data.manifest import read_manifest
+    from tokenlm.errors import TokenLMError
+    from tokenlm.lm.tokenizer import TextTokenizer
+
+    sentences = [e["text"] for m in args.manifest for e in read_manifest(m)]
+    for t in args.text:
+        try:
+            sentences += [line for line in t.read_text().splitlines() if line.strip()]
+        except OSError as e:
+            raise TokenLMError(f"{t}: cannot read ({e.strerror})") from None
+    if not sentences:
+        raise TokenLMError("no text: pass --manifest and/or --text")
+    tok = TextTokenizer.train(sentences, args.vocab_size)
+    tok.save(args.out)
+    print(f"{args.out}: {tok.vocab_size} pieces from {len(sentences)} sentences (digest {tok.digest})",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"train_tokenizer: error: {e}", file=sys.stderr)
+        sys.exit(1)
