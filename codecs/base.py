@@ -69,6 +69,30 @@ class Codec(nn.Module):
             cached = self._fingerprint_cache = (key, fingerprint_state(self.config_dict, state))
         return cached[1]
 
+    def token_state_keys(self, state: dict) -> list[str]:
+        """The weights that decide what a code means (encoder and codebooks); all by default."""
+        return list(state)
+
+    @property
+    def token_config(self) -> dict:
+        """The part of :attr:`config_dict` that decides what a code means; all of it by default."""
+        return self.config_dict
+
+    @property
+    def token_fingerprint(self) -> str:
+        """Like :attr:`fingerprint`, over only the weights that give codes their meaning.
+
+        Two codecs with the same token fingerprint read and write the same codes (one may have a
+        better-trained decoder): token files and token LMs made with one work with the other."""
+        state = self.state_dict(keep_vars=True)
+        keys = self.token_state_keys(state)
+        key = tuple((k, id(state[k]), state[k]._version) for k in keys)
+        cached = getattr(self, "_token_fingerprint_cache", None)
+        if cached is None or cached[0] != key:
+            cached = self._token_fingerprint_cache = (
+                key, fingerprint_state(self.token_config, {k: state[k] for k in keys}))
+        return cached[1]
+
     def describe(self) -> dict:
         return {
             "codec": self.name,

@@ -172,8 +172,29 @@ class RVQCodec(Codec):
     def config_dict(self) -> dict:
         return {"name": self.name, "backend": "rvq", "config": self.config.to_dict()}
 
-    def forward(self, wav: torch.Tensor) -> CodecOutput:
-        """Training forward: wav ``[B, C, T]`` (T a multiple of hop_length)."""
+    @property
+    def token_config(self) -> dict:
+        # settings that only steer training (codebook updates, dropout) do not change the codes
+        training = ("ema_decay", "dead_code_threshold", "kmeans_iters", "quantizer_dropout", "commitment_weight")
+        cfg = {k: v for k, v in self.config.to_dict().items() if k not in training}
+        return {"name": self.name, "backend": "rvq", "config": cfg}
+
+    def token_state_keys(self, state: dict) -> list[str]:
+        # encoder and codebooks, without the EMA statistics that only training uses
+        return [k for k in state if k.startswith(("encoder.", "quantizer."))
+                and not k.endswith(("._codebook.embed_avg", "._codebook.cluster_size"))]
+
+    def forward(self, wav: torch.Tensor, frozen_codes: int | None = None) -> CodecOutput:
+        """Training forward: wav ``[B, C, T]`` (T a multiple of hop_length).
+
+        ``frozen_codes=n``: encode with the first ``n`` codebooks without gradients or codebook
+        updates and train only the decoder (the codes keep their meaning)."""
+        if frozen_codes is not None:
+            with torch.no_grad():
+                latent = self.encoder(wav)
+                codes = self.quantizer.encode(latent, frozen_codes)
+                quantized = self.quantizer.decode(codes)
+            return CodecOutput(self.decoder(quantized), codes, torch.zeros((), device=wav.device), latent)
         latent = self.encoder(wav)
         q: QuantizerOutput = self.quantizer(latent)
         return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss, latent)

@@ -22,6 +22,9 @@ file holding exactly one tensor and one metadata entry:
     ``version``           ``1``; readers refuse files with a larger version
     ``codec``             ``codec.name`` of the codec that wrote the codes (e.g. ``"tokenlm-rvq"``)
     ``codec_fingerprint`` ``codec.fingerprint``: 16 hex digits hashing config and weights
+    ``codec_token_fingerprint`` optional: ``codec.token_fingerprint``, over the weights that
+                          give codes their meaning (encoder, codebooks); a codec that matches it
+                          (e.g. one with a retrained decoder) may decode the file
     ``codec_config``      ``codec.config_dict`` (architecture, JSON)
     ``codec_source``      optional: how the codec was named when encoding (``"default"``,
                           ``"tiny"``, a checkpoint path, ...); ``tokenlm decode`` loads it
@@ -40,7 +43,7 @@ file holding exactly one tensor and one metadata entry:
 
 Readers check the payload size against ``num_codebooks * num_frames * bits_per_code``,
 every code against ``codebook_size``, and, before decoding, the codec's fingerprint against
-``codec_fingerprint``: codes are only meaningful to the exact codec (config *and* weights)
+``codec_fingerprint`` (or ``codec_token_fingerprint``): codes are only meaningful to the exact codec (config *and* weights)
 that produced them. Files are written to a temporary name and renamed into place.
 
     >>> save_tokens("speech.tok", codes, codec, num_samples=wav.shape[-1])
@@ -140,6 +143,7 @@ def save_tokens(
         "version": VERSION,
         "codec": codec.name,
         "codec_fingerprint": codec.fingerprint,
+        "codec_token_fingerprint": codec.token_fingerprint,
         "codec_config": codec.config_dict,
     }
     if codec_source is not None:
@@ -236,6 +240,8 @@ class TokenFile:
         meta = self.meta
         if codec.fingerprint == meta.get("codec_fingerprint"):
             return
+        if meta.get("codec_token_fingerprint") and codec.token_fingerprint == meta["codec_token_fingerprint"]:
+            return  # same encoder and codebooks (e.g. a retrained decoder): the codes mean the same
         reasons = []
         if codec.name != meta.get("codec"):
             reasons.append(f"a different codec type ('{meta.get('codec')}' vs '{codec.name}')")

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     q = args.codebooks or codec.num_codebooks
     if not 1 <= q <= codec.num_codebooks:
         raise TokenLMError(f"--codebooks must be in 1..{codec.num_codebooks}, got {q}")
-    meta = {"codec": codec.fingerprint, "codec_name": str(args.codec), "tokenizer": tokenizer.digest,
+    meta = {"codec": codec.token_fingerprint, "codec_name": str(args.codec), "tokenizer": tokenizer.digest,
             "frame_rate": codec.frame_rate, "sample_rate": codec.sample_rate, "num_codebooks": q,
             "codebook_size": codec.codebook_size, "text_card": tokenizer.vocab_size}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--init-from", metavar="CODEC",
                    help="start from these weights (a codec checkpoint, or 'default'), e.g. to fine-tune the "
                         "bundled codec on your own data; its config replaces --preset")
+    m.add_argument("--decoder-only", action="store_true",
+                   help="fine-tune only the decoder of --init-from: the encoder and codebooks stay frozen, so "
+                        "codes, token files and token LMs made with that codec stay valid")
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable)")
     o = p.add_argument_group("optimisation")
@@ -197,22 +200,29 @@ def main(argv=None) -> int:
 
         cfg = RVQCodecConfig.from_dict(json.loads((resume_from / "trainer_state.json").read_text())["config"])
     segment = max(1, round(args.segment_seconds * cfg.frame_rate)) * cfg.hop_length
-    if resume_from is None:
+    if resume_from is None:  # a fine-tune keeps its codec's threshold unless told otherwise
         vectors = args.batch_size * accelerator.num_processes * segment // cfg.hop_length  # per step, all processes
         threshold = args.dead_code_threshold
-        if threshold is None:
+        if threshold is None and init is None:
             threshold = min(2.0, 0.25 * vectors / cfg.codebook_size)
-        cfg = dataclasses.replace(cfg, dead_code_threshold=round(threshold, 4))
+        if threshold is not None:
+            cfg = dataclasses.replace(cfg, dead_code_threshold=round(threshold, 4))
     train_set = CropDataset(read_manifest(args.train), cfg.sample_rate, segment, cfg.channels)
     valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
 
     codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
     if init is not None:
         codec.load_state_dict(init.state_dict())
+    if args.decoder_only:
+        if init is None and resume_from is None:
+            raise TokenLMError("--decoder-only fine-tunes a trained codec: pass --init-from")
+        for name, p in codec.named_parameters():
+            p.requires_grad_(name.startswith("decoder."))
+    token_fp = codec.token_fingerprint if init is not None else None
     mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(accelerator.device)
     use_adv = args.adv_weight > 0
     disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
-    opt_g = torch.optim.AdamW(codec.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    opt_g = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
 
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warmup_cosine(args.warmup, args.steps))
     objects = [codec, opt_g, sched_g]
@@ -235,7 +245,7 @@ def main(argv=None) -> int:
             drop_log_after(run / "log.jsonl", step)  # rows the interrupted run logged past its checkpoint
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
     loader = train_loader(train_set, args.batch_size, args.seed, accelerator.process_index, step, args.workers)
-    if step == 0 and init is None and args.kmeans_batches > 0:
+    if step == 0 and init is None and resume_from is None and args.kmeans_batches > 0:
         # k-means on one batch sees only batch * frames vectors (fewer than the codebook size):
         # pool several batches, from their own stream, for the initial codebooks
         init = train_loader(train_set, args.batch_size * args.kmeans_batches, args.seed + 1_000_003,
@@ -246,6 +256,8 @@ def main(argv=None) -> int:
             raw.quantizer(raw.encoder(wav))
 
     def save(step):
+        if args.decoder_only and token_fp is not None and raw.token_fingerprint != token_fp:
+            raise RuntimeError("--decoder-only: the encoder or codebooks changed; this is a bug")
         sums = accelerator.gather(codebook_checksum(raw))
         if not torch.allclose(sums, sums[0].expand_as(sums)):
             raise RuntimeError(f"codebooks differ across processes at step {step}: {sums.tolist()}")
@@ -262,8 +274,12 @@ def main(argv=None) -> int:
         if step >= args.steps:
             break
         wav = batch["wav"].to(accelerator.device)
+        frozen = None
+        if args.decoder_only:  # quantizer dropout, favouring the full bitrate
+            q = cfg.num_codebooks
+            frozen = q if torch.rand(()) < 0.5 else int(torch.randint(1, q + 1, ()))
         with accelerator.autocast():
-            out = codec(wav)
+            out = codec(wav, frozen_codes=frozen) if frozen else codec(wav)
         rec = out.wav.float()
         metrics = {}
         adv_on = use_adv and step >= args.adv_start

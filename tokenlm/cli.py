@@ -4,6 +4,8 @@
     tokenlm decode speech.tok -o speech.wav [--codec NAME|PATH] [--weights PATH]
     tokenlm info FILE [--json]        # a .tok file, an audio file or a codec checkpoint
     tokenlm eval-codec --manifest test.jsonl | --audio FILE_OR_DIR ... [--codec NAME|PATH] [--out-dir DIR]
+    tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH]
+    tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T]
 
 A problem with the input prints one line, ``tokenlm: error: ...``, on stderr and exits 1;
 usage errors exit 2, Ctrl-C exits 130. An unexpected failure prints one line too; set
@@ -330,6 +332,56 @@ def cmd_eval_codec(args) -> int:
 # ---- entry point --------------------------------------------------------------------------
 
 
+def cmd_transcribe(args) -> int:
+    from tokenlm.audio import load_audio
+    from tokenlm.lm.tasks import Transcriber
+
+    tr = Transcriber(args.model)
+    wav, _ = load_audio(args.input, tr.codec.sample_rate, tr.codec.channels)
+    duration = wav.shape[-1] / tr.codec.sample_rate
+    if args.stream:
+        session = tr.session()
+        step = max(1, round(args.chunk_ms / 1000 * tr.codec.sample_rate))
+        words = []
+        for start in range(0, wav.shape[-1] + 1, step):
+            chunk = wav[:, start: start + step]
+            new = session.push(chunk) if chunk.shape[-1] else []
+            if start + step >= wav.shape[-1]:
+                new += session.finish()
+            for w in new:
+                print(json.dumps(w.to_dict()) if args.json else f"{w.start:7.2f} {w.end:7.2f}  {w.word}", flush=True)
+            words += new
+            if start + step >= wav.shape[-1]:
+                break
+        return 0
+    words = tr.transcribe(wav)
+    text = " ".join(w.word for w in words)
+    if args.json:
+        print(json.dumps({"text": text, "duration": round(duration, 3), "words": [w.to_dict() for w in words]},
+                         indent=2))
+    else:
+        print(text)
+    return 0
+
+
+def cmd_speak(args) -> int:
+    from tokenlm.audio import WRITE_FORMATS, save_audio
+    from tokenlm.lm.tasks import Speaker
+
+    out = Path(args.output)
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise AudioError(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(WRITE_FORMATS)}")
+    text = args.text
+    if text == "-":
+        text = sys.stdin.read()
+    sp = Speaker(args.model)
+    wav = sp.speak(text, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    sr = sp.codec.sample_rate
+    save_audio(out, wav, sr)
+    print(f"wrote {out}: {wav.shape[-1] / sr:.2f} s at {sr} Hz (voices: {sp.voices})", file=sys.stderr)
+    return 0
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -373,6 +425,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("transcribe", help="speech to text with the bundled (or a trained) ASR model",
+                       description="Transcribe an audio file. Prints the text; --json gives words with "
+                                   "start/end times; --stream prints each word as soon as it is recognized.")
+    p.add_argument("input", metavar="IN", help="audio file (any rate; resampled)")
+    p.add_argument("--model", default="asr", help="LM checkpoint folder or bundled name (default: %(default)s)")
+    p.add_argument("--stream", action="store_true", help="streaming recognition: words as they are final")
+    p.add_argument("--chunk-ms", type=positive_int, default=80, help="--stream: audio pushed per call (ms)")
+    p.add_argument("--json", action="store_true", help="JSON output (with --stream: one JSON object per word)")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("speak", help="text to speech with the bundled (or a trained) TTS model",
+                       description="Synthesize speech for TEXT ('-' reads standard input).")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("-o", "--output", metavar="OUT.wav", required=True)
+    p.add_argument("--model", default="tts", help="LM checkpoint folder or bundled name (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_speak)
 
     from tokenlm.evaluation import add_arguments
 

@@ -138,7 +138,7 @@ class LMStreamer:
         """One frame for every slot. ``provided [B, K]`` (None: sample every generated stream and
         feed ZERO to input-only ones). ``allowed`` maps a stream index to a bool ``[B, V]`` (or
         ``[V]``) mask of the tokens it may sample (TTS lets its text stream choose only PAD or
-        EPAD). Returns tokens ``[B, K]``, or ``(tokens, logits)`` with ``logits`` a list, per
+        EPAD; a row with no True is not masked). Returns tokens ``[B, K]``, or ``(tokens, logits)`` with ``logits`` a list, per
         generated stream, of ``[B, V_s]`` (before masking)."""
         b, k = self.batch_size, len(self.streams)
         if provided is None:
@@ -156,7 +156,9 @@ class LMStreamer:
             forced = provided[:, idx]
             masked = lg
             if allowed is not None and idx in allowed:
-                masked = lg.masked_fill(~allowed[idx].to(lg.device), float("-inf"))
+                ok = allowed[idx].to(lg.device).expand_as(lg)
+                ok = ok | ~ok.any(-1, keepdim=True)  # a row that allows nothing is left alone
+                masked = lg.masked_fill(~ok, float("-inf"))
             tok = torch.where(forced == UNGENERATED, sample(masked, self.sampling[s], self.generator), forced)
             out[:, idx] = tok
             prev_tok = tok

@@ -1,0 +1,300 @@
+"""ASR and TTS on top of the token LM and the codec.
+
+- :class:`Transcriber`: speech to words with times. Offline (:meth:`Transcriber.transcribe`,
+  batched :meth:`Transcriber.transcribe_codes`) and streaming (:meth:`Transcriber.session`: push
+  audio as it comes, get each word once it is final).
+- :class:`Speaker`: text to speech. The text stream leads: the model decides where each word
+  starts by sampling PAD or EPAD, the word's pieces are then forced, and the audio follows a few
+  frames behind; after the last word the model's next EPAD marks the end of speech.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import CodecError, TokenLMError
+from .checkpoint import LoadedLM, load_lm
+from .generate import LMStreamer, Sampling
+from .streams import UNGENERATED, ZERO
+
+__all__ = ["Word", "WordDecoder", "Transcriber", "Speaker", "load_codec_for"]
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
+    """The codec an LM was trained on (by name), checked by token fingerprint (a codec with a
+    retrained decoder but the same encoder and codebooks is fine)."""
+    import warnings
+
+    import tokenlm.codecs as tc
+
+    info = lm.codec_info
+    if codec is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            codec = tc.load(info.get("name", "default"))
+    if info.get("fingerprint") and codec.token_fingerprint != info["fingerprint"]:
+        raise CodecError(f"this LM was trained on the tokens of codec {info['fingerprint']} ({info.get('name')}), "
+                         f"not on those of {codec.token_fingerprint}: its tokens would be meaningless")
+    return codec.to(device).eval()
+
+
+class WordDecoder:
+    """Text-stream tokens (aligned frames) -> words. A word is final when the next one starts
+    (or at :meth:`flush`); its end is the frame where the next word's EPAD sits (or its last piece)."""
+
+    def __init__(self, tokenizer, frame_rate: float):
+        self.tok, self.fr = tokenizer, frame_rate
+        self.card = tokenizer.vocab_size
+        self.pieces: list[int] = []
+        self.start = 0
+        self.last = 0
+        self.boundary: int | None = None
+
+    def _emit(self, end_frame: int) -> list[Word]:
+        if not self.pieces:
+            return []
+        text = self.tok.decode(self.pieces)
+        self.pieces = []
+        start, end = round(self.start / self.fr, 3), round(max(end_frame, self.start + 1) / self.fr, 3)
+        return [Word(w, start, end) for w in text.split()]
+
+    def push(self, frame: int, token: int) -> list[Word]:
+        out: list[Word] = []
+        if token == self.card + 1:  # EPAD: the current word is over
+            out = self._emit(frame)
+            self.boundary = frame
+        elif 0 <= token < self.card:
+            if self.pieces and self.tok.starts_word(token) and self.boundary is None:
+                out = self._emit(frame)
+            if not self.pieces:
+                self.start = frame
+            self.pieces.append(token)
+            self.last = frame
+            self.boundary = None
+        return out
+
+    def flush(self) -> list[Word]:
+        return self._emit(self.last + 1)
+
+
+class Transcriber:
+    def __init__(self, lm: LoadedLM | str = "asr", codec=None, device: str | torch.device = "cpu"):
+        self.lm = load_lm(lm, device) if not isinstance(lm, LoadedLM) else lm
+        if self.lm.task != "asr":
+            raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for speech recognition (asr)")
+        self.model, self.tokenizer, self.device = self.lm.model, self.lm.tokenizer, torch.device(device)
+        self.codec = load_codec_for(self.lm, codec, device)
+        self.streams = self.model.streams
+        self.q = self.lm.codec_info.get("num_codebooks", self.codec.num_codebooks)
+        self.delay = self.streams[0].delay
+        self.frame_rate = self.codec.frame_rate
+
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav [C, T]`` (codec rate) -> codes ``[Q, F]``."""
+        return self.codec.encode(wav[None].to(self.device), num_codebooks=self.q)[0]
+
+    def transcribe(self, audio, sample_rate: int | None = None) -> list[Word]:
+        """Words of a file path or a ``[C, T]`` tensor at ``sample_rate`` (resampled as needed)."""
+        return self.transcribe_codes([self.encode(self._load(audio, sample_rate))])[0]
+
+    def _load(self, audio, sample_rate):
+        from ..audio import check_finite, convert_channels, load_audio, resample
+
+        if isinstance(audio, torch.Tensor):
+            wav = audio if audio.dim() == 2 else audio.reshape(1, -1)
+            check_finite(wav)
+            if sample_rate and sample_rate != self.codec.sample_rate:
+                wav = resample(wav, sample_rate, self.codec.sample_rate)
+            return convert_channels(wav.float(), self.codec.channels)
+        wav, _ = load_audio(audio, self.codec.sample_rate, self.codec.channels)
+        return wav
+
+    @torch.no_grad()
+    def transcribe_codes(self, codes: list[torch.Tensor], batch_size: int = 16) -> list[list[Word]]:
+        """Batched greedy transcription of ``codes [Q, F]`` items."""
+        out: list[list[Word]] = []
+        for i in range(0, len(codes), batch_size):
+            out += self._batch(codes[i: i + batch_size])
+        return out
+
+    def _batch(self, items: list[torch.Tensor]) -> list[list[Word]]:
+        b, k = len(items), len(self.streams)
+        st = LMStreamer(self.model, b)
+        st.start()
+        decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in items]
+        words: list[list[Word]] = [[] for _ in items]
+        lengths = [c.shape[1] for c in items]
+        total = max(lengths) + self.delay
+        for t in range(total):
+            provided = torch.full((b, k), ZERO, dtype=torch.long)
+            for j, c in enumerate(items):
+                if t < lengths[j]:
+                    provided[j, 1: 1 + self.q] = c[:, t].cpu()
+            provided[:, 0] = UNGENERATED if t >= self.delay else self.streams[0].pad_id
+            tokens = st.step(provided).cpu()
+            if t >= self.delay:
+                for j in range(b):
+                    if t - self.delay < lengths[j]:
+                        words[j] += decoders[j].push(t - self.delay, int(tokens[j, 0]))
+        for j in range(b):
+            words[j] += decoders[j].flush()
+        return words
+
+    def session(self) -> TranscriberSession:
+        """A streaming session: :meth:`TranscriberSession.push` audio, get final words back."""
+        return TranscriberSession(self)
+
+
+class TranscriberSession:
+    def __init__(self, tr: Transcriber):
+        self.tr = tr
+        self.st = LMStreamer(tr.model, 1)
+        self.st.start()
+        self.dec = WordDecoder(tr.tokenizer, tr.frame_rate)
+        self.t = 0
+        self._buf = torch.zeros(tr.codec.channels, 0)
+        self._ctx = tr.codec.streaming(1)
+        self._ctx.__enter__()
+        self.hop = tr.codec.hop_length
+
+    def _frame(self, codes: torch.Tensor | None) -> list[Word]:
+        k = len(self.tr.streams)
+        provided = torch.full((1, k), ZERO, dtype=torch.long)
+        if codes is not None:
+            provided[0, 1: 1 + self.tr.q] = codes
+        provided[0, 0] = UNGENERATED if self.t >= self.tr.delay else self.tr.streams[0].pad_id
+        tok = int(self.st.step(provided)[0, 0])
+        words = self.dec.push(self.t - self.tr.delay, tok) if self.t >= self.tr.delay else []
+        self.t += 1
+        return words
+
+    @torch.no_grad()
+    def push(self, wav: torch.Tensor) -> list[Word]:
+        """Audio ``[C, T]`` at the codec's rate (any length); returns the words that became final."""
+        self._buf = torch.cat([self._buf, wav.float().reshape(self._buf.shape[0], -1)], dim=1)
+        n = self._buf.shape[1] // self.hop
+        if n == 0:
+            return []
+        chunk, self._buf = self._buf[:, : n * self.hop], self._buf[:, n * self.hop:]
+        codes = self.tr.codec.encode(chunk[None].to(self.tr.device), num_codebooks=self.tr.q)[0].cpu()
+        out: list[Word] = []
+        for f in range(codes.shape[1]):
+            out += self._frame(codes[:, f])
+        return out
+
+    @torch.no_grad()
+    def finish(self) -> list[Word]:
+        """End of audio: let the delayed text catch up and return the last words."""
+        out: list[Word] = []
+        if self._buf.shape[1]:
+            pad = torch.zeros(self._buf.shape[0], self.hop - self._buf.shape[1])
+            out += self.push(pad)
+        for _ in range(self.tr.delay):
+            out += self._frame(None)
+        self._ctx.__exit__(None, None, None)
+        return out + self.dec.flush()
+
+
+class Speaker:
+    def __init__(self, lm: LoadedLM | str = "tts", codec=None, device: str | torch.device = "cpu"):
+        self.lm = load_lm(lm, device) if not isinstance(lm, LoadedLM) else lm
+        if self.lm.task != "tts":
+            raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for speech synthesis (tts)")
+        self.model, self.tokenizer, self.device = self.lm.model, self.lm.tokenizer, torch.device(device)
+        self.codec = load_codec_for(self.lm, codec, device)
+        self.streams = self.model.streams
+        self.q = self.lm.codec_info.get("num_codebooks", self.codec.num_codebooks)
+        self.frame_rate = self.codec.frame_rate
+
+    @property
+    def voices(self) -> str:
+        return self.lm.header.get("voices") or "the training corpus's voices"
+
+    @torch.no_grad()
+    def speak(self, text: str, *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+              max_seconds: float | None = None) -> torch.Tensor:
+        """Speech for ``text`` as ``[C, T]`` at the codec's sample rate."""
+        return self.speak_batch([text], temperature=temperature, top_k=top_k, seed=seed,
+                                max_seconds=max_seconds)[0]
+
+    @torch.no_grad()
+    def speak_batch(self, texts: list[str], *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+                    max_seconds: float | None = None) -> list[torch.Tensor]:
+        words = [self.tokenizer.words(t) for t in texts]
+        for t, w in zip(texts, words):
+            if not w:
+                raise TokenLMError(f"nothing to say in {t!r}: no words after normalisation")
+        pieces = [[self.tokenizer.encode_word(x) for x in w] for w in words]
+        b, k = len(texts), len(self.streams)
+        text_spec = self.streams[0]
+        pad, epad = text_spec.pad_id, text_spec.epad_id
+        gen = torch.Generator(device=self.device)
+        if seed is not None:
+            gen.manual_seed(seed)
+        sampling = [Sampling(temperature=temperature, top_k=top_k)] * len(self.streams.generated)
+        st = LMStreamer(self.model, b, sampling=sampling, generator=gen)
+        st.start()
+        audio_delays = [s.delay for s in self.streams if s.kind == "audio"]
+        max_d = max(audio_delays)
+        limit = [int(self.frame_rate * (max_seconds or 2.0 + 0.6 * len(w))) + max_d for w in words]
+        pending: list[list[int]] = [[] for _ in range(b)]
+        next_word = [0] * b
+        end_frame: list[int | None] = [None] * b
+        done = [False] * b
+        frames: list[torch.Tensor] = []
+        only_pad = torch.zeros(text_spec.output_vocab, dtype=torch.bool)
+        only_pad[pad] = True
+        pad_or_epad = only_pad.clone()
+        pad_or_epad[epad] = True
+        t = 0
+        while not all(done):
+            provided = torch.full((b, k), UNGENERATED, dtype=torch.long)
+            allow = torch.zeros(b, text_spec.output_vocab, dtype=torch.bool)
+            for j in range(b):
+                if pending[j]:
+                    provided[j, 0] = pending[j].pop(0)
+                elif end_frame[j] is not None or done[j]:
+                    provided[j, 0] = pad
+                else:
+                    allow[j] = pad_or_epad
+            for i, s in enumerate(self.streams):
+                if s.kind == "audio" and t < s.delay:
+                    provided[:, i] = ZERO
+            tokens = st.step(provided, allowed={0: allow}).cpu()
+            frames.append(tokens)
+            for j in range(b):
+                if done[j]:
+                    continue
+                if provided[j, 0] == UNGENERATED and tokens[j, 0] == epad:
+                    if next_word[j] < len(pieces[j]):
+                        pending[j] = list(pieces[j][next_word[j]])
+                        next_word[j] += 1
+                    else:
+                        end_frame[j] = t
+                if (end_frame[j] is not None and t >= end_frame[j] + max_d) or t + 1 >= limit[j]:
+                    done[j] = True
+                    if end_frame[j] is None:
+                        end_frame[j] = t - max_d
+            t += 1
+        seq = torch.stack(frames, dim=2)  # [B, K, T]
+        out = []
+        for j in range(b):
+            n = max(1, end_frame[j] + 1)
+            codes = torch.stack([seq[j, 1 + q, self.streams[1 + q].delay: self.streams[1 + q].delay + n]
+                                 for q in range(self.q)])
+            codes = codes.clamp(0, self.codec.codebook_size - 1)  # ZERO/START never reach here; be safe
+            wav = self.codec.decode(codes[None].to(self.device))[0].cpu()
+            out.append(wav)
+        return out
