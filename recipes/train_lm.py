@@ -218,7 +218,7 @@ def main(argv=None) -> int:
         if main_proc:
             drop_log_after(run / "log.jsonl", step)
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
-    codec_info = {"name": meta.get("codec_name", "default"), "fingerprint": meta["codec"], "num_codebooks": q,
+    codec_info = {"name": shards.info.get("codec_name", "default"), "fingerprint": meta["codec"], "num_codebooks": q,
                   "frame_rate": meta["frame_rate"]}
     if main_proc and step == 0:
         print(f"{args.task} LM: {raw.num_parameters() / 1e6:.2f} M parameters, {len(pool)} training utterances "

@@ -150,6 +150,26 @@ def test_other_weights_are_refused(tokfile):
         load_tokens(path).check_codec(other)
 
 
+def test_a_retrained_decoder_may_decode(tokfile, tiny_codec):
+    path, codes, _ = tokfile
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = tc.untrained("tiny")
+    with torch.no_grad():
+        for p in other.decoder.parameters():
+            p.mul_(1.01)
+    assert other.fingerprint != tiny_codec.fingerprint
+    assert other.token_fingerprint == tiny_codec.token_fingerprint
+    tf = load_tokens(path)
+    assert tf.meta["codec_token_fingerprint"] == tiny_codec.token_fingerprint
+    tf.check_codec(other)  # same encoder and codebooks: the codes mean the same
+    assert tf.decode(other).shape == tf.decode(tiny_codec).shape
+    with torch.no_grad():
+        next(other.encoder.parameters()).mul_(1.01)
+    with pytest.raises(TokenFileError, match="different weights"):
+        tf.check_codec(other)
+
+
 def test_other_sample_rate_is_refused(tokfile):
     path, _, _ = tokfile
     with pytest.raises(TokenFileError, match="16000 Hz"):

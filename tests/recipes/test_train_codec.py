@@ -83,6 +83,18 @@ def test_three_steps_then_the_model_loads(corpus, tmp_path):
     assert tuned.config.num_codebooks == codec.config.num_codebooks
     moved = [k for k, v in tuned.state_dict().items() if not torch.equal(v, codec.state_dict()[k].to(v.dtype))]
     assert moved, "fine-tuning changed nothing"
+    # --decoder-only moves the decoder alone: the codes keep their meaning (same token fingerprint)
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "dec", "--steps", "2", "--save-every", "2",
+                                                "--init-from", str(small), "--adv-weight", "0", "--decoder-only")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    dec = tc.load(tmp_path / "dec" / "model")
+    base = tc.load(small)
+    moved = {k.split(".")[0] for k, v in dec.state_dict().items()
+             if k in base.state_dict() and not torch.equal(v, base.state_dict()[k])}
+    assert moved == {"decoder"}
+    assert dec.token_fingerprint == base.token_fingerprint and dec.fingerprint != base.fingerprint
+    wav = torch.randn(1, 1, 4 * codec.hop_length) * 0.1
+    assert torch.equal(dec.encode(wav), base.encode(wav))
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tmp_path):

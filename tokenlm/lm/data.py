@@ -116,6 +116,7 @@ class TokenShards:
             got = {k: h.get(k) for k in self.CHECKED}
             if self.meta is None:
                 self.meta = got
+                self.info = {k: v for k, v in h.items() if k not in ("ids", "texts")}
             elif got != self.meta:
                 raise TokenLMError(f"{p}: made with a different codec or tokenizer than {files[0].name}: "
                                    f"{got} != {self.meta}")

@@ -1,0 +1,48 @@
+"""Intelligibility of a TTS model: WER of its speech for held-out sentences, transcribed by
+pocketsphinx (independent) and by tokenlm's ASR.
+
+    python recipes/eval_tts.py --model tts --manifest data/corpus/test.jsonl --limit 50 --out-dir docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tts", help="LM checkpoint folder or bundled name")
+    p.add_argument("--asr", default="asr", help="our ASR model used as a second judge ('' for none)")
+    p.add_argument("--manifest", type=Path, required=True, help="held-out sentences: the manifest's texts")
+    p.add_argument("--out-dir", type=Path, default=Path("eval"))
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    import torch
+
+    from tokenlm.data.manifest import read_manifest
+    from tokenlm.lm.evaluation import evaluate_tts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seen, sentences = set(), []
+    for e in read_manifest(args.manifest):
+        if e["text"] not in seen:
+            seen.add(e["text"])
+            sentences.append(e["text"])
+    evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed)
+    print((args.out_dir / "tts_eval.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"eval_tts: error: {e}", file=sys.stderr)
+        sys.exit(1)

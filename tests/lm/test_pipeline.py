@@ -1,0 +1,207 @@
+"""The LM pipeline end to end on a toy corpus: tokenizer -> pretokenize -> train_lm (resume after
+kill -9, two processes over gloo) -> load -> transcribe / speak, from Python and the CLI."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from tokenlm.errors import CheckpointError, CodecError, TokenLMError
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "recipes"
+SENTENCES = ["one two three", "the cat sat on the mat", "hello there my friend", "two cats and one dog",
+             "a quiet evening at home", "three friends went home"]
+
+
+def run(script, *argv, launcher=()):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, *launcher, str(RECIPES / script), *map(str, argv)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, input="")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """Six utterances of tones (one 'word' per tone) with word times, a tokenizer, and shards."""
+    d = tmp_path_factory.mktemp("toy")
+    (d / "audio").mkdir()
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        words, wav, t = [], [], 0.1
+        wav.append(np.zeros(1600))
+        for j, w in enumerate(text.split()):
+            n = int(16000 * (0.15 + 0.02 * len(w)))
+            tt = np.arange(n) / 16000
+            wav.append(0.3 * np.sin(2 * np.pi * (150 + 40 * (hash(w) % 7)) * tt) * np.hanning(n))
+            words.append({"word": w.capitalize() if j == 0 else w, "start": round(t, 4), "end": round(t + n / 16000, 4)})
+            t += n / 16000
+        wav.append(np.zeros(3200))
+        wav = np.concatenate(wav).astype(np.float32)
+        sf.write(d / "audio" / f"u{i}.wav", wav, 16000, subtype="PCM_16")
+        lines.append({"id": f"u{i}", "audio": f"audio/u{i}.wav", "text": text.capitalize() + ".", "words": words,
+                      "voice": "flite+kal" if i % 2 else "espeak+m1", "engine": "user",
+                      "duration": len(wav) / 16000, "sample_rate": 16000, "split": "train"})
+    (d / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run("train_tokenizer.py", "--manifest", d / "train.jsonl", "--vocab-size", "40", "--out", d / "tok.model")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("pretokenize.py", "--manifest", d / "train.jsonl", "--tokenizer", d / "tok.model", "--codec", "tiny",
+            "--out", d / "tokens", "--shard-size", "4", "--threads", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return d
+
+
+def lm_args(toy, out, task="asr", *extra):
+    return ["--task", task, "--train", toy / "tokens", "--valid", toy / "tokens", "--tokenizer", toy / "tok.model",
+            "--out", out, "--preset", "tiny", "--batch-size", "2", "--max-frames", "40", "--warmup", "2",
+            "--eval-every", "3", "--eval-items", "4", "--log-every", "1", "--threads", "1", "--text-delay", "3",
+            *extra]
+
+
+def test_shards_hold_codes_and_aligned_text(toy):
+    from tokenlm.lm.data import TokenShards
+    from tokenlm.lm.tokenizer import TextTokenizer
+
+    index = json.loads((toy / "tokens" / "index.json").read_text())
+    assert index["shards"] == 2 and index["utterances"] == 6 and index["num_codebooks"] == 4
+    shards = TokenShards(toy / "tokens")
+    tok = TextTokenizer.load(toy / "tok.model")
+    assert len(shards) == 6 and shards.texts[1] == "the cat sat on the mat"
+    card = tok.vocab_size
+    for codes, text, ref in zip(shards.codes, shards.text, shards.texts):
+        assert codes.shape[0] == 4 and codes.shape[1] == text.shape[0]
+        assert int((text == card + 1).sum()) == len(ref.split()) + 1  # an EPAD per word + the end mark
+        assert tok.decode(text[text < card].tolist()) == ref
+    # rerunning finds every shard done and rewrites nothing
+    before = {p: p.stat().st_mtime_ns for p in (toy / "tokens").glob("shard-*")}
+    r = run("pretokenize.py", "--manifest", toy / "train.jsonl", "--tokenizer", toy / "tok.model", "--codec", "tiny",
+            "--out", toy / "tokens", "--shard-size", "4")
+    assert r.returncode == 0 and before == {p: p.stat().st_mtime_ns for p in (toy / "tokens").glob("shard-*")}
+
+
+@pytest.fixture(scope="module")
+def asr_run(toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("asr") / "run"
+    r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "4", "--save-every", "4"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_training_logs_validates_and_exports(asr_run):
+    from tokenlm.lm.checkpoint import load_lm
+
+    rows = [json.loads(x) for x in (asr_run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows if "loss" in x] == [1, 2, 3, 4]
+    assert any("valid_loss/text" in x for x in rows)
+    lm = load_lm(asr_run / "model")
+    assert lm.task == "asr" and lm.model.streams.delays[0] == 3 and lm.codec_info["name"] == "tiny"
+    assert "train_lm.py" in (asr_run / "command.txt").read_text()
+
+
+def test_transcriber_streaming_matches_offline_and_cli(asr_run, toy, tmp_path):
+    from tokenlm.audio import load_audio
+    from tokenlm.cli import main as cli
+    from tokenlm.lm.tasks import Transcriber
+
+    tr = Transcriber(str(asr_run / "model"))
+    wav, _ = load_audio(toy / "audio" / "u1.wav", 16000, 1)
+    offline = tr.transcribe(wav)
+    session, streamed = tr.session(), []
+    for i in range(0, wav.shape[1], 1000):  # chunks that are not whole frames
+        streamed += session.push(wav[:, i: i + 1000])
+    streamed += session.finish()
+    assert [w.to_dict() for w in streamed] == [w.to_dict() for w in offline]
+    assert all(0 <= w.start < w.end for w in offline)
+    assert cli(["transcribe", str(toy / "audio" / "u1.wav"), "--model", str(asr_run / "model"), "--json"]) == 0
+    # the wrong model for the task, and a broken checkpoint, fail clearly
+    with pytest.raises(TokenLMError, match="not for speech synthesis"):
+        from tokenlm.lm.tasks import Speaker
+
+        Speaker(str(asr_run / "model"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("config.json", "tokenizer.model"):
+        (broken / f).write_bytes((asr_run / "model" / f).read_bytes())
+    data = (asr_run / "model" / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read weights"):
+        Transcriber(str(broken))
+    with pytest.raises(CheckpointError, match="no LM checkpoint or bundled model named 'nope'"):
+        Transcriber("nope")
+
+
+def test_an_lm_refuses_a_codec_with_other_tokens(asr_run):
+    import warnings
+
+    import tokenlm.codecs as tc
+    from tokenlm.lm.tasks import Transcriber
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = tc.load("tiny")
+    with torch.no_grad():
+        other.encoder.convs[0].conv.weight.add_(0.01)
+    with pytest.raises(CodecError, match="meaningless"):
+        Transcriber(str(asr_run / "model"), codec=other)
+
+
+def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    common = ("--steps", "6", "--save-every", "2", "--audio-delay", "2")
+    r = run("train_lm.py", *lm_args(toy, straight, "tts", *common))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("train_lm.py", *lm_args(toy, killed, "tts", *common, "--kill-at-step", "5"))
+    assert r.returncode == -signal.SIGKILL
+    r = run("train_lm.py", *lm_args(toy, killed, "tts", *common, "--resume"))
+    assert r.returncode == 0 and "resumed from" in r.stderr, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows if "loss" in x] == [1, 2, 3, 4, 5, 6]
+    a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(killed / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+    from tokenlm.cli import main as cli
+    from tokenlm.lm.tasks import Speaker
+
+    sp = Speaker(str(straight / "model"))
+    wav = sp.speak("two cats", max_seconds=1.0)
+    assert wav.dim() == 2 and wav.shape[0] == 1 and 0 < wav.shape[1] <= 16000 * 1.2 and torch.isfinite(wav).all()
+    again = sp.speak("two cats", max_seconds=1.0)
+    assert torch.equal(wav, again)  # seeded
+    out = tmp_path / "said.wav"
+    assert cli(["speak", "Hello, 3 cats!", "-o", str(out), "--model", str(straight / "model")]) == 0
+    assert sf.info(str(out)).samplerate == 16000
+    assert cli(["speak", "...", "-o", str(tmp_path / "x.wav"), "--model", str(straight / "model")]) == 1
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_two_cpu_processes_over_gloo(toy, tmp_path):
+    out = tmp_path / "ddp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port))
+    r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "3", "--save-every", "3", "--cpu"), launcher=launcher)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "processes=2" in (out / "command.txt").read_text()
+    assert (out / "model" / "model.safetensors").exists()
+
+
+def test_voice_selection_and_bad_arguments(toy, tmp_path):
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "v", "tts", "--steps", "1", "--voices", "flite",
+                                    "--manifest", toy / "train.jsonl"))
+    assert r.returncode == 0 and "3 training utterances" in r.stderr, r.stderr[-2000:]
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "w", "tts", "--steps", "1", "--voices", "nobody",
+                                    "--manifest", toy / "train.jsonl"))
+    assert r.returncode == 1 and "no training utterance" in r.stderr
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "x", "asr", "--steps", "1", "--codebooks", "9"))
+    assert r.returncode == 1 and "--codebooks must be in 1..4" in r.stderr

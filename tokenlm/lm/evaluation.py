@@ -1,0 +1,147 @@
+"""Evaluation of the ASR and TTS models: word error rates, beside an independent recognizer.
+
+- :func:`evaluate_asr`: our transcripts of a manifest's utterances and pocketsphinx's (PyPI
+  ``pocketsphinx``, its bundled English model) on the same files, WER overall and per engine.
+- :func:`evaluate_tts`: speech for held-out sentences, transcribed by pocketsphinx (an independent
+  judge; fair on flite voices) and by our ASR, WER against the sentences.
+
+Both write ``<name>.json`` (per-utterance results) and ``<name>.md`` (the table) to an output folder.
+Texts are compared as lower-case words after the corpus's normalisation (numbers spelled out,
+punctuation dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import TokenLMError
+from .tokenizer import words_of
+
+__all__ = ["wer", "Pocketsphinx", "evaluate_asr", "evaluate_tts"]
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Corpus word error rate (errors / reference words) of normalised texts."""
+    import jiwer
+
+    pairs = [(" ".join(words_of(r)), " ".join(words_of(h))) for r, h in zip(refs, hyps)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        raise TokenLMError("no reference words to score")
+    out = jiwer.process_words([r for r, _ in pairs], [h if h else "" for _, h in pairs])
+    return (out.substitutions + out.deletions + out.insertions) / sum(len(r.split()) for r, _ in pairs)
+
+
+class Pocketsphinx:
+    """pocketsphinx's bundled US-English model on 16 kHz mono audio."""
+
+    def __init__(self):
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as e:
+            raise TokenLMError(f"pocketsphinx is not installed ({e}): pip install pocketsphinx") from None
+        self.decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def transcribe(self, wav: torch.Tensor) -> str:
+        """``wav [T]`` or ``[1, T]`` float at 16 kHz."""
+        pcm = (wav.reshape(-1).clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
+        d = self.decoder
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+def _write(out_dir: Path, name: str, result: dict, table: str) -> None:
+    from ..fileio import atomic_write
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / f"{name}.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1) + "\n"))
+    atomic_write(out_dir / f"{name}.md", lambda tmp: Path(tmp).write_text(table))
+
+
+def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: int | None = None,
+                 batch_size: int = 16, pocketsphinx: bool = True) -> dict:
+    from ..audio import load_audio
+    from ..data.manifest import read_manifest
+    from .tasks import Transcriber
+
+    entries = read_manifest(manifest)[:limit] if limit else read_manifest(manifest)
+    if not entries:
+        raise TokenLMError(f"{manifest}: no utterances")
+    tr = Transcriber(model)
+    ps = Pocketsphinx() if pocketsphinx else None
+    rows, t_ours, t_ps, audio_s = [], 0.0, 0.0, 0.0
+    for i in tqdm(range(0, len(entries), batch_size), desc="eval asr", unit="batch", dynamic_ncols=True):
+        batch = entries[i: i + batch_size]
+        wavs = [load_audio(e["audio"], tr.codec.sample_rate, tr.codec.channels)[0] for e in batch]
+        audio_s += sum(w.shape[-1] for w in wavs) / tr.codec.sample_rate
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            codes = [tr.encode(w) for w in wavs]
+        words = tr.transcribe_codes(codes, batch_size=batch_size)
+        t_ours += time.perf_counter() - t0
+        for e, w, ws in zip(batch, wavs, words):
+            row = {"id": e["id"], "voice": e.get("voice"), "engine": e.get("engine"), "ref": e["text"],
+                   "tokenlm": " ".join(x.word for x in ws)}
+            if ps is not None:
+                t0 = time.perf_counter()
+                row["pocketsphinx"] = ps.transcribe(w)
+                t_ps += time.perf_counter() - t0
+            rows.append(row)
+    systems = ["tokenlm"] + (["pocketsphinx"] if ps is not None else [])
+    groups = defaultdict(list)
+    for r in rows:
+        groups["all"].append(r)
+        groups[r.get("engine") or "?"].append(r)
+    scores = {g: {s: round(wer([r["ref"] for r in rs], [r[s] for r in rs]), 4) for s in systems} | {"n": len(rs)}
+              for g, rs in groups.items()}
+    result = {"manifest": str(manifest), "model": str(model), "utterances": len(rows), "audio_seconds": round(audio_s, 1),
+              "wer": scores, "seconds": {"tokenlm": round(t_ours, 1), "pocketsphinx": round(t_ps, 1)}, "rows": rows}
+    lines = [f"ASR word error rate on {len(rows)} utterances ({audio_s / 60:.1f} min) of `{Path(manifest).name}`\n",
+             "| voices | utterances | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
+    for g in ["all"] + sorted(k for k in groups if k != "all"):
+        lines.append(f"| {g} | {scores[g]['n']} | " + " | ".join(f"{100 * scores[g][s]:.1f}%" for s in systems) + " |")
+    table = "\n".join(lines) + "\n"
+    _write(Path(out_dir), "asr_eval", result, table)
+    return result
+
+
+def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
+                 seed: int = 0, save_audio: int = 4) -> dict:
+    from ..audio import save_audio as write_audio
+    from .tasks import Speaker, Transcriber
+
+    sp = Speaker(model)
+    ps = Pocketsphinx()
+    tr = Transcriber(asr_model) if asr_model else None
+    out_dir = Path(out_dir)
+    rows, t_gen, audio_s = [], 0.0, 0.0
+    for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
+        t0 = time.perf_counter()
+        wav = sp.speak(text, seed=seed + i)
+        t_gen += time.perf_counter() - t0
+        audio_s += wav.shape[-1] / sp.codec.sample_rate
+        row = {"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2),
+               "pocketsphinx": ps.transcribe(wav[0])}
+        if tr is not None:
+            row["tokenlm_asr"] = " ".join(w.word for w in tr.transcribe(wav, sp.codec.sample_rate))
+        if i < save_audio:
+            write_audio(out_dir / "tts_samples" / f"sample_{i}.wav", wav, sp.codec.sample_rate)
+        rows.append(row)
+    judges = ["pocketsphinx"] + (["tokenlm_asr"] if tr is not None else [])
+    scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
+    result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
+              "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "rows": rows}
+    table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
+             f"{sp.voices})\n\n| judge | WER |\n|---|---|\n"
+             + "".join(f"| {j} | {100 * scores[j]:.1f}% |\n" for j in judges))
+    _write(out_dir, "tts_eval", result, table)
+    return result
