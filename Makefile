@@ -23,9 +23,11 @@ test: $(STAMP) speech-deps
 
 demo: $(STAMP)
 	$(PY) examples/codec_roundtrip.py
+	$(PY) examples/asr_tts.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/codec_speed.py
+	$(PY) benchmarks/lm_speed.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,135 @@
+"""Streaming speed of the token LM on the CPU: ASR and TTS steps, one session and a batch.
+
+    python benchmarks/lm_speed.py [--threads 1] [--asr asr] [--tts tts] [--frames 200] [--json out.json]
+
+For each model (the bundled ones by default; an untrained model of the same size stands in when
+one is missing, and the report says so) it measures, frame by frame as a live session would run:
+
+- ASR: codec streaming encode of one 40 ms frame + one LM step (text sampled), at batch 1; the
+  real-time factor is the frame's duration over that cost;
+- TTS: one LM step (text + all codebooks through the depth transformer) + codec streaming decode
+  of one frame, at batch 1;
+- the LM step alone for 16 sessions batched, and how many sessions that step keeps in real time.
+
+Each figure is a median over ``--frames`` steps after a warm-up. Machines here are shared and
+noisy: the ratios to the frame duration are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+
+def median_ms(fn, frames: int, warmup: int = 10) -> float:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(frames):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return 1000 * statistics.median(out)
+
+
+def model_for(task: str, name: str):
+    """The trained model, or an untrained stand-in of the shipped size (flagged)."""
+    from tokenlm.errors import TokenLMError
+    from tokenlm.lm import LM_PRESETS, LMConfig, Streams, TokenLM
+    from tokenlm.lm.checkpoint import load_lm
+
+    try:
+        lm = load_lm(name)
+        return lm.model, lm.codec_info.get("num_codebooks", 8), True
+    except TokenLMError:
+        streams = Streams.asr(1000, 1024, 8, 15) if task == "asr" else Streams.tts(1000, 1024, 8, 2)
+        cfg = dict(LM_PRESETS["small"], depth_layers=1 if task == "asr" else 2)
+        return TokenLM(LMConfig(streams=streams.to_list(), **cfg)).eval(), 8, False
+
+
+@torch.no_grad()
+def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: float) -> dict:
+    from tokenlm.lm import UNGENERATED, LMStreamer
+
+    model, q, trained = model_for(task, name)
+    k = len(model.streams)
+    r = {"trained": trained, "parameters_m": round(model.num_parameters() / 1e6, 2)}
+
+    def frame_tokens(b):
+        x = torch.full((b, k), UNGENERATED, dtype=torch.long)
+        for i, s in enumerate(model.streams):
+            if not s.generated:
+                x[:, i] = torch.randint(0, s.card, (b,), generator=g)
+        return x
+
+    st = LMStreamer(model, 1)
+    st.start()
+    one = frame_tokens(1)
+    r["lm_step_ms"] = median_ms(lambda: st.step(one), args.frames)
+    with codec.streaming(1):
+        if task == "asr":
+            wav = torch.randn(1, 1, codec.hop_length, generator=g) * 0.1
+            r["codec_ms"] = median_ms(lambda: codec.encode(wav, q), args.frames)
+        else:
+            codes = torch.randint(0, codec.codebook_size, (1, q, 1), generator=g)
+            r["codec_ms"] = median_ms(lambda: codec.decode(codes), args.frames)
+    r["frame_cost_ms"] = r["lm_step_ms"] + r["codec_ms"]
+    r["real_time_x"] = frame_ms / r["frame_cost_ms"]
+    stb = LMStreamer(model, args.batch)
+    stb.start()
+    many = frame_tokens(args.batch)
+    r[f"lm_step_batch{args.batch}_ms"] = median_ms(lambda: stb.step(many), max(20, args.frames // 4))
+    r[f"sessions_real_time_lm_only_batch{args.batch}"] = round(args.batch * frame_ms
+                                                              / r[f"lm_step_batch{args.batch}_ms"], 1)
+    return r
+
+
+@torch.no_grad()
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--asr", default="asr")
+    p.add_argument("--tts", default="tts")
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import tokenlm.codecs as tc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codec = tc.load("default").eval()
+    frame_ms = 1000 / codec.frame_rate
+    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+               "date": time.strftime("%Y-%m-%d"), "frame_ms": frame_ms}
+    g = torch.Generator().manual_seed(0)
+
+    for task, name in (("asr", args.asr), ("tts", args.tts)):
+        results[task] = bench_task(task, name, codec, args, g, frame_ms)
+    print(f"# token LM streaming speed, {args.threads} CPU thread(s), {results['machine']}, {results['date']}; "
+          f"one frame = {frame_ms:.0f} ms")
+    for task in ("asr", "tts"):
+        r = results[task]
+        what = "codec encode" if task == "asr" else "codec decode"
+        flag = "" if r["trained"] else "  (untrained stand-in of the shipped size)"
+        print(f"{task}: {r['parameters_m']} M params{flag}\n"
+              f"  LM step {r['lm_step_ms']:.2f} ms + {what} {r['codec_ms']:.2f} ms = {r['frame_cost_ms']:.2f} ms "
+              f"per frame -> {r['real_time_x']:.1f}x faster than real time "
+              f"({100 * r['frame_cost_ms'] / frame_ms:.0f}% of the frame)\n"
+              f"  {args.batch} sessions batched: LM step {r[f'lm_step_batch{args.batch}_ms']:.2f} ms "
+              f"-> {r[f'sessions_real_time_lm_only_batch{args.batch}']} sessions' worth of real time (LM only)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
