@@ -68,6 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     r.add_argument("--keep", type=int, default=2)
     r.add_argument("--eval-every", type=int, default=500)
     r.add_argument("--eval-items", type=int, default=64)
+    r.add_argument("--eval-wer-items", type=int, default=32, help="asr: greedy WER on this many valid utterances")
     r.add_argument("--log-every", type=int, default=10)
     r.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     r.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
@@ -129,7 +130,7 @@ def batch_for(step: int, micro: int, rank: int, args, pool: list[int], shards, s
 
 
 @torch.no_grad()
-def validate(accelerator, model, shards, streams, args) -> dict:
+def validate(accelerator, model, shards, streams, args, tokenizer) -> dict:
     from tokenlm.lm.data import collate
 
     model.eval()
@@ -149,9 +150,17 @@ def validate(accelerator, model, shards, streams, args) -> dict:
                                        if s.generated)])
     vec = torch.stack([sums.get(k, torch.zeros((), device=accelerator.device)) for k in keys + ["n"]])
     vec = accelerator.reduce(vec, "sum")
-    model.train()
     total = max(float(vec[-1]), 1.0)
-    return {f"valid_{k}": round(float(v) / total, 4) for k, v in zip(keys, vec[:-1])}
+    out = {f"valid_{k}": round(float(v) / total, 4) for k, v in zip(keys, vec[:-1])}
+    if args.task == "asr" and accelerator.is_main_process and args.eval_wer_items:
+        from tokenlm.lm.evaluation import wer
+        from tokenlm.lm.tasks import greedy_transcribe
+
+        n = min(args.eval_wer_items, len(shards))
+        hyps = greedy_transcribe(model, tokenizer, [shards.codes[i] for i in range(n)], shards.meta["frame_rate"])
+        out["valid_wer"] = round(wer(shards.texts[:n], [" ".join(w.word for w in h) for h in hyps]), 4)
+    model.train()
+    return out
 
 
 def main(argv=None) -> int:
@@ -264,7 +273,7 @@ def main(argv=None) -> int:
             log.flush()
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{float(stats[f'acc/{streams[streams.generated[0]].name}']):.3f}")
         if valid is not None and (step % args.eval_every == 0 or step == args.steps):
-            v = validate(accelerator, raw, valid, streams, args)
+            v = validate(accelerator, raw, valid, streams, args, tokenizer)
             if main_proc:
                 log.write(json.dumps({"step": step, **v}) + "\n")
                 log.flush()

@@ -19,7 +19,7 @@ from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
 
-__all__ = ["Word", "WordDecoder", "Transcriber", "Speaker", "load_codec_for"]
+__all__ = ["Word", "WordDecoder", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe"]
 
 
 @dataclass
@@ -89,6 +89,34 @@ class WordDecoder:
         return self._emit(self.last + 1)
 
 
+@torch.no_grad()
+def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: float) -> list[list[Word]]:
+    """Greedy streaming transcription of a batch of ``codes [Q, F]`` with an ASR-layout model
+    (text stream first, then the audio codebooks it reads)."""
+    streams = model.streams
+    delay, q = streams[0].delay, sum(1 for s in streams if s.kind == "audio")
+    b, k = len(items), len(streams)
+    st = LMStreamer(model, b)
+    st.start()
+    decoders = [WordDecoder(tokenizer, frame_rate) for _ in items]
+    words: list[list[Word]] = [[] for _ in items]
+    lengths = [c.shape[1] for c in items]
+    for t in range(max(lengths) + delay):
+        provided = torch.full((b, k), ZERO, dtype=torch.long)
+        for j, c in enumerate(items):
+            if t < lengths[j]:
+                provided[j, 1: 1 + q] = c[:q, t].cpu()
+        provided[:, 0] = UNGENERATED if t >= delay else streams[0].pad_id
+        tokens = st.step(provided).cpu()
+        if t >= delay:
+            for j in range(b):
+                if t - delay < lengths[j]:
+                    words[j] += decoders[j].push(t - delay, int(tokens[j, 0]))
+    for j in range(b):
+        words[j] += decoders[j].flush()
+    return words
+
+
 class Transcriber:
     def __init__(self, lm: LoadedLM | str = "asr", codec=None, device: str | torch.device = "cpu"):
         self.lm = load_lm(lm, device) if not isinstance(lm, LoadedLM) else lm
@@ -130,27 +158,7 @@ class Transcriber:
         return out
 
     def _batch(self, items: list[torch.Tensor]) -> list[list[Word]]:
-        b, k = len(items), len(self.streams)
-        st = LMStreamer(self.model, b)
-        st.start()
-        decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in items]
-        words: list[list[Word]] = [[] for _ in items]
-        lengths = [c.shape[1] for c in items]
-        total = max(lengths) + self.delay
-        for t in range(total):
-            provided = torch.full((b, k), ZERO, dtype=torch.long)
-            for j, c in enumerate(items):
-                if t < lengths[j]:
-                    provided[j, 1: 1 + self.q] = c[:, t].cpu()
-            provided[:, 0] = UNGENERATED if t >= self.delay else self.streams[0].pad_id
-            tokens = st.step(provided).cpu()
-            if t >= self.delay:
-                for j in range(b):
-                    if t - self.delay < lengths[j]:
-                        words[j] += decoders[j].push(t - self.delay, int(tokens[j, 0]))
-        for j in range(b):
-            words[j] += decoders[j].flush()
-        return words
+        return greedy_transcribe(self.model, self.tokenizer, items, self.frame_rate)
 
     def session(self) -> TranscriberSession:
         """A streaming session: :meth:`TranscriberSession.push` audio, get final words back."""
