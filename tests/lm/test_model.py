@@ -46,6 +46,25 @@ def test_streaming_with_cache_equals_full_forward(streams):
             torch.testing.assert_close(logits[s], full[s][:, t], atol=2e-5, rtol=1e-4)
 
 
+def test_kernel_route_gives_the_same_logits():
+    # the route CUDA takes (tokenlm.kernels: decode attention, sampling), here through the references
+    model = tiny_lm(DUPLEX)
+    delayed, _ = random_tokens(DUPLEX, 2, 12)
+    plain, kern = LMStreamer(model, 2), LMStreamer(model, 2, use_kernels=True)
+    plain.start()
+    kern.start()
+    for t in range(delayed.shape[2]):
+        _, a = plain.step(delayed[:, :, t], return_logits=True)
+        _, b = kern.step(delayed[:, :, t], return_logits=True)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4)
+    sampler = LMStreamer(model, 2, use_kernels=True, sampling=Sampling(temperature=1.0, top_k=3),
+                         generator=torch.Generator().manual_seed(0))
+    sampler.start()
+    out = sampler.step()
+    assert all(((out[:, k] >= 0) & (out[:, k] < DUPLEX[k].output_vocab)).all() for k in DUPLEX.generated)
+
+
 def test_sessions_are_independent_and_can_restart():
     streams = Streams.asr(20, 16, 2, text_delay=2)
     model = tiny_lm(streams)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..kernels import decode_attention, sample_tokens
 from .model import TokenLM, rope_angles
 from .streams import UNGENERATED, ZERO
 
@@ -60,7 +61,10 @@ def sample(logits: torch.Tensor, params: Sampling = GREEDY, generator: torch.Gen
 
 class LMStreamer:
     def __init__(self, model: TokenLM, batch_size: int, *, sampling: Sampling | Sequence[Sampling] = GREEDY,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, use_kernels: bool | None = None):
+        """``use_kernels``: route cache attention and sampling through :mod:`tokenlm.kernels`
+        (Triton on CUDA, no host synchronisation); default: on CUDA only. On the CPU the kernels'
+        PyTorch references run, which the tests use to check the route."""
         self.model = model.eval()
         cfg = model.config
         self.streams = model.streams
@@ -83,6 +87,7 @@ class LMStreamer:
         self.generator = generator
         self._depth_cache: list = []
         self._rows = torch.arange(batch_size, device=self.device)
+        self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
 
     # --- sessions
     def _mask(self, rows) -> torch.Tensor:
@@ -108,6 +113,12 @@ class LMStreamer:
     def free_slots(self) -> list[int]:
         return [i for i in range(self.batch_size) if not bool(self.live[i])]
 
+    def _sample(self, logits: torch.Tensor, params: Sampling) -> torch.Tensor:
+        if not self.use_kernels or params.temperature <= 0:
+            return sample(logits, params, self.generator)
+        u = torch.rand(logits.shape[0], device=logits.device, generator=self.generator)
+        return sample_tokens(logits, params.temperature, params.top_k, params.top_p, u)
+
     # --- the step
     @torch.no_grad()
     def temporal_step(self) -> torch.Tensor:
@@ -128,7 +139,11 @@ class LMStreamer:
             keep = live[:, None, None]
             ck[self._rows, :, slot] = torch.where(keep, k[:, :, 0], ck[self._rows, :, slot])
             cv[self._rows, :, slot] = torch.where(keep, v[:, :, 0], cv[self._rows, :, slot])
-            x = x + blk.attn.attend(q, ck, cv, mask)
+            if self.use_kernels:
+                o = decode_attention(q[:, :, 0], ck, cv, visible)  # [B, H, hd]
+                x = x + blk.attn.wo(o.reshape(x.shape[0], 1, -1))
+            else:
+                x = x + blk.attn.attend(q, ck, cv, mask)
             x = x + blk.ffn(blk.norm2(x))
         return m.norm(x)[:, 0]
 
@@ -159,7 +174,7 @@ class LMStreamer:
                 ok = allowed[idx].to(lg.device).expand_as(lg)
                 ok = ok | ~ok.any(-1, keepdim=True)  # a row that allows nothing is left alone
                 masked = lg.masked_fill(~ok, float("-inf"))
-            tok = torch.where(forced == UNGENERATED, sample(masked, self.sampling[s], self.generator), forced)
+            tok = torch.where(forced == UNGENERATED, self._sample(masked, self.sampling[s]), forced)
             out[:, idx] = tok
             prev_tok = tok
             if return_logits:
