@@ -36,7 +36,7 @@ TASKS = ("asr", "tts")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--train", type=Path, required=True, help="folder of token shards")
+    d.add_argument("--train", type=Path, nargs="+", required=True, help="folder(s) of token shards")
     d.add_argument("--valid", type=Path, help="folder of token shards for validation")
     d.add_argument("--tokenizer", type=Path, required=True, help="the sentencepiece model the shards used")
     d.add_argument("--voices", default=None, help="comma-separated substrings: train only on utterances "
@@ -196,10 +196,10 @@ def main(argv=None) -> int:
     meta = shards.meta
     tokenizer = TextTokenizer.load(args.tokenizer)
     if tokenizer.digest != meta["tokenizer"]:
-        raise TokenLMError(f"{args.tokenizer} is not the tokenizer the shards in {args.train} were made with")
+        raise TokenLMError(f"{args.tokenizer} is not the tokenizer the training shards were made with")
     valid = TokenShards(args.valid) if args.valid else None
     if valid is not None and valid.meta != meta:
-        raise TokenLMError(f"{args.valid}: made with a different codec or tokenizer than {args.train}")
+        raise TokenLMError(f"{args.valid}: made with a different codec or tokenizer than the training shards")
     pool = list(range(len(shards)))
     if args.voices:
         if not args.manifest:
@@ -235,8 +235,7 @@ def main(argv=None) -> int:
               f"streams {[(s.name, s.delay) for s in streams][:3]}...", file=sys.stderr)
 
     def save(step):
-        ckpts.save(accelerator, step, {"config": cfg.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
-                                                                         for k, v in vars(args).items()}})
+        ckpts.save(accelerator, step, {"config": cfg.to_dict(), "args": json.loads(json.dumps(vars(args), default=str))})
         if main_proc:
             save_lm(raw, run / "model", tokenizer, task=args.task, codec=codec_info,
                     extra={"step": step, "voices": args.voices})

@@ -104,11 +104,15 @@ class TokenShards:
 
     CHECKED = ("codec", "tokenizer", "frame_rate", "num_codebooks", "codebook_size", "text_card")
 
-    def __init__(self, folder: str | os.PathLike, max_codebooks: int | None = None):
-        folder = Path(folder)
-        files = sorted(folder.glob("shard-*.safetensors"))
-        if not files:
-            raise TokenLMError(f"{folder}: no token shards (shard-*.safetensors); run recipes/pretokenize.py")
+    def __init__(self, folder, max_codebooks: int | None = None):
+        """``folder``: a shard folder, or a list of them (e.g. a corpus and its extension)."""
+        folders = [Path(f) for f in (folder if isinstance(folder, (list, tuple)) else [folder])]
+        files = []
+        for f in folders:
+            found = sorted(f.glob("shard-*.safetensors"))
+            if not found:
+                raise TokenLMError(f"{f}: no token shards (shard-*.safetensors); run recipes/pretokenize.py")
+            files += found
         self.codes, self.text, self.ids, self.texts = [], [], [], []
         self.meta = None
         for p in files:
