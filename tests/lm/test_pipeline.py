@@ -75,6 +75,7 @@ def test_shards_hold_codes_and_aligned_text(toy):
     shards = TokenShards(toy / "tokens")
     tok = TextTokenizer.load(toy / "tok.model")
     assert len(shards) == 6 and shards.texts[1] == "the cat sat on the mat"
+    assert len(TokenShards([toy / "tokens", toy / "tokens"])) == 12  # a corpus and its extension
     card = tok.vocab_size
     for codes, text, ref in zip(shards.codes, shards.text, shards.texts):
         assert codes.shape[0] == 4 and codes.shape[1] == text.shape[0]
