@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--task", choices=TASKS, required=True)
     m.add_argument("--preset", default="small", help="model size (tokenlm.lm.LM_PRESETS)")
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override an LMConfig field")
+    m.add_argument("--init-from", metavar="LM", help="start from a trained LM (folder or bundled name): its "
+                   "config and weights, a fresh optimizer")
     m.add_argument("--codebooks", type=int, default=None, help="use the first N codebooks of the shards")
     m.add_argument("--text-delay", type=int, default=15, help="asr: frames the text lags the audio")
     m.add_argument("--audio-delay", type=int, default=2, help="tts: frames the audio lags the text")
@@ -206,11 +208,29 @@ def main(argv=None) -> int:
             raise TokenLMError("--voices needs --manifest (the manifest the training shards came from)")
         pool = select_voices(shards, args.manifest, args.voices)
     streams, q = build_streams(args, meta)
+    init = None
     if resume_from is not None:  # the checkpoint's config wins: it is what the weights fit
         cfg = LMConfig.from_dict(json.loads((resume_from / "trainer_state.json").read_text())["config"])
+    elif args.init_from:  # fine-tune / continue a trained LM: its config and weights, fresh optimizer
+        from tokenlm.lm.checkpoint import load_lm
+
+        init = load_lm(args.init_from)
+        if init.task != args.task:
+            raise TokenLMError(f"--init-from {args.init_from} is a '{init.task}' model, not '{args.task}'")
+        if init.tokenizer.digest != tokenizer.digest:
+            raise TokenLMError(f"--init-from {args.init_from} uses another tokenizer than the shards: "
+                               "pretokenize with the model's own tokenizer.model")
+        if init.codec_info.get("fingerprint") != meta["codec"]:
+            raise TokenLMError(f"--init-from {args.init_from} was trained on the tokens of another codec")
+        cfg = init.model.config
+        if cfg.stream_specs != streams:
+            raise TokenLMError(f"--init-from {args.init_from}: its streams differ from --task/--codebooks/delays "
+                               f"({[(s.name, s.delay) for s in cfg.stream_specs][:3]}...)")
     else:
         cfg = build_config(args, streams)
     model = TokenLM(cfg)
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "prev_emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n
                                                                  and "prev_emb" not in n)]

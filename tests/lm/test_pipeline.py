@@ -139,6 +139,18 @@ def test_transcriber_streaming_matches_offline_and_cli(asr_run, toy, tmp_path):
         Transcriber("nope")
 
 
+def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
+    from tokenlm.lm.checkpoint import load_lm
+
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "more", "asr", "--steps", "2", "--save-every", "2",
+                                    "--init-from", asr_run / "model"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_lm(asr_run / "model").model.state_dict(), load_lm(tmp_path / "more" / "model").model.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "bad", "tts", "--steps", "1", "--init-from", asr_run / "model"))
+    assert r.returncode == 1 and "is a 'asr' model" in r.stderr
+
+
 def test_an_lm_refuses_a_codec_with_other_tokens(asr_run):
     import warnings
 

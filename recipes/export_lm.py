@@ -1,0 +1,44 @@
+"""Export a trained LM for shipping: float16 weights (half the size), loadable as usual (back in float32).
+
+    python recipes/export_lm.py runs/asr/model tokenlm/lm/pretrained/asr [--note "interim, 5,500 CPU steps"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="LM checkpoint folder or bundled name")
+    p.add_argument("dest", type=Path, help="folder to write")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights")
+    p.add_argument("--note", default=None, help="a line stored in the checkpoint (e.g. how it was trained)")
+    args = p.parse_args(argv)
+    import torch
+
+    from tokenlm.lm.checkpoint import load_lm, save_lm
+
+    lm = load_lm(args.source)
+    keep = {k: v for k, v in lm.header.items()
+            if k not in ("format", "version", "task", "config", "codec", "tokenizer", "trained")}
+    if args.note:
+        keep["note"] = args.note
+    save_lm(lm.model, args.dest, lm.tokenizer, task=lm.task, codec=lm.codec_info, trained=lm.header.get("trained", True),
+            dtype=None if args.float32 else torch.float16, extra=keep)
+    size = sum(f.stat().st_size for f in args.dest.iterdir()) / 1e6
+    print(f"wrote {args.dest} ({size:.1f} MB, {lm.task}, {lm.model.num_parameters() / 1e6:.2f} M parameters)",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from tokenlm.errors import TokenLMError
+
+    try:
+        sys.exit(main())
+    except TokenLMError as e:
+        print(f"export_lm: error: {e}", file=sys.stderr)
+        sys.exit(1)
