@@ -230,6 +230,30 @@ def sampling_case(timer: Timer, copy_gbs: float, logits, u, name: str, temp: flo
     report("sample_tokens", f"B={b} V={v} {name}", t, logits.numel() * logits.element_size() + b * 8, copy_gbs, others)
 
 
+def bench_lm_step(timer: Timer, small: bool, device) -> None:
+    """The LM streaming step (a TTS-layout 'small' model: text + 8 codebooks through the depth
+    transformer, sampled), with the kernels (decode attention, sampling) and without."""
+    from tokenlm.lm import LM_PRESETS, LMConfig, LMStreamer, Sampling, Streams, TokenLM
+
+    streams = Streams.tts(1000, 1024, 8, audio_delay=2)
+    cfg = dict(LM_PRESETS["tiny" if small else "small"], streams=streams.to_list())
+    model = TokenLM(LMConfig(**cfg)).to(device).eval()
+    if device.type == "cuda":
+        model = model.to(torch.bfloat16)
+    for b in (1, 16) if small else (1, 16, 64):
+        times = {}
+        for name, use in (("kernels", True), ("torch", False)):
+            gen = torch.Generator(device=device).manual_seed(0)
+            st = LMStreamer(model, b, sampling=Sampling(temperature=0.8, top_k=50), generator=gen, use_kernels=use)
+            st.start()
+            times[name] = timer(st.step, reps=20 if small else 200)
+        t, r = times["kernels"], times["torch"]
+        ROWS.append({"kernel": "lm_step", "case": f"batch {b}", "triton_us": t * 1e6, "torch_us": r * 1e6,
+                     "x_torch": r / t})
+        print(f"{'lm_step':<18} {'batch ' + str(b):<34} {t * 1e6:9.1f} us with kernels, {r * 1e6:9.1f} us without "
+              f"(x{r / t:5.2f})", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=50)
@@ -262,6 +286,7 @@ def main(argv=None) -> int:
         bench_embedding(timer, device, copy_gbs, small)
         bench_attention(timer, device, copy_gbs, small)
         bench_sampling(timer, device, copy_gbs, small)
+    bench_lm_step(timer, small, device)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": name, "copy_GB_s": copy_gbs, "torch": torch.__version__,
