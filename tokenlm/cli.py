@@ -50,7 +50,7 @@ def _one_line(text: str) -> str:
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one line on stderr: ``tokenlm: warning: ...``."""
     text = _one_line(message)
-    if category.__name__ not in ("UserWarning", "UntrainedCodecWarning"):
+    if category.__name__ not in ("UserWarning", "UntrainedCodecWarning", "InterimModelWarning"):
         text = f"{text} ({category.__name__})"
     print(f"tokenlm: warning: {text}", file=sys.stderr if file is None else file)
 

@@ -151,6 +151,27 @@ def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
     assert r.returncode == 1 and "is a 'asr' model" in r.stderr
 
 
+def test_export_float16_and_interim_warning(asr_run, tmp_path, capsys):
+    from tokenlm.cli import main as cli
+    from tokenlm.lm.checkpoint import InterimModelWarning, load_lm
+
+    r = run("export_lm.py", asr_run / "model", tmp_path / "small", "--interim", "--note", "WER 97% on test")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with pytest.warns(InterimModelWarning, match="WER 97% on test"):
+        small = load_lm(tmp_path / "small")
+    full = load_lm(asr_run / "model")
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(small.model.state_dict()[k], v, atol=1e-3, rtol=1e-2)
+    wav = Path(__file__).resolve().parents[2] / "examples" / "data" / "sample.wav"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest
+        assert cli(["transcribe", str(wav), "--model", str(tmp_path / "small")]) == 0
+    err = capsys.readouterr().err
+    assert "tokenlm: warning:" in err and "WER 97% on test" in err and "Traceback" not in err
+
+
 def test_an_lm_refuses_a_codec_with_other_tokens(asr_run):
     import warnings
 

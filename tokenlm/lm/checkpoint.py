@@ -23,11 +23,15 @@ from ..fileio import atomic_write
 from .model import LMConfig, TokenLM
 from .tokenizer import TextTokenizer
 
-__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "bundled_models"]
+__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "bundled_models", "InterimModelWarning"]
 
 FORMAT, VERSION = "tokenlm-lm", 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.model"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+class InterimModelWarning(UserWarning):
+    """The model works end to end but is not trained to its quality target yet (its note says how far)."""
 
 
 @dataclass
@@ -126,4 +130,9 @@ def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu")
                                   f"{tuple(expected[k].shape)}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
     model.start_ids = torch.tensor(model.streams.start_ids)  # non-persistent buffer left on meta
+    if header.get("interim"):
+        import warnings
+
+        warnings.warn(InterimModelWarning(f"{name_or_path}: an interim {header.get('task')} model: "
+                                          f"{header.get('note') or 'not trained to its target yet'}"), stacklevel=2)
     return LoadedLM(model.to(device).eval(), tokenizer, header)
