@@ -79,7 +79,8 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
         if (bundled / WEIGHTS).exists():
             return bundled / WEIGHTS
         raise CheckpointError(f"no LM checkpoint or bundled model named '{name_or_path}' "
-                              f"(bundled: {', '.join(bundled_models()) or 'none'})")
+                              f"(bundled: {', '.join(bundled_models()) or 'none'}); train one with "
+                              "recipes/train_lm.py and pass its model/ folder")
     if p.is_dir():
         p = p / WEIGHTS
     if not p.exists():
