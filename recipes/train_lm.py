@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-TASKS = ("asr", "tts")
+TASKS = ("asr", "tts", "duplex")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,6 +88,10 @@ def build_streams(args, meta: dict):
         raise TokenLMError(f"--codebooks must be in 1..{meta['num_codebooks']} (what the shards hold), got {q}")
     if args.task == "asr":
         return Streams.asr(meta["text_card"], meta["codebook_size"], q, args.text_delay), q
+    if args.task == "duplex":
+        from tokenlm.lm.duplex import duplex_streams
+
+        return duplex_streams(meta["text_card"], meta["codebook_size"], q, args.audio_delay, args.acoustic_delay), q
     return Streams.tts(meta["text_card"], meta["codebook_size"], q, args.audio_delay, args.acoustic_delay), q
 
 
@@ -125,7 +129,12 @@ def select_voices(shards, manifest: Path, voices: str) -> list[int]:
 def batch_for(step: int, micro: int, rank: int, args, pool: list[int], shards, streams):
     from tokenlm.lm.data import collate
 
-    g = torch.Generator().manual_seed((args.seed * 1_000_003 + step) * 4099 + rank * 64 + micro)
+    seed = (args.seed * 1_000_003 + step) * 4099 + rank * 64 + micro
+    if args.task == "duplex":
+        import random
+
+        return shards.sampler.batch(random.Random(seed), args.batch_size)
+    g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, len(pool), (args.batch_size,), generator=g).tolist()
     items = [(shards.codes[pool[i]], shards.text[pool[i]]) for i in idx]
     return collate(items, streams, args.max_frames, g)
@@ -134,14 +143,19 @@ def batch_for(step: int, micro: int, rank: int, args, pool: list[int], shards, s
 @torch.no_grad()
 def validate(accelerator, model, shards, streams, args, tokenizer) -> dict:
     from tokenlm.lm.data import collate
+    from tokenlm.lm.streams import apply_delays
 
     model.eval()
     n = min(args.eval_items, len(shards))
     mine = list(range(accelerator.process_index, n, accelerator.num_processes))
     sums: dict[str, torch.Tensor] = {}
     for i in range(0, len(mine), args.batch_size):
-        items = [(shards.codes[j], shards.text[j]) for j in mine[i: i + args.batch_size]]
-        delayed, valid = collate(items, streams)
+        if args.task == "duplex":  # fixed dialogues of the held-out voices
+            items = mine[i: i + args.batch_size]
+            delayed, valid = apply_delays(torch.stack([shards.dialogues[j] for j in items]), streams)
+        else:
+            items = [(shards.codes[j], shards.text[j]) for j in mine[i: i + args.batch_size]]
+            delayed, valid = collate(items, streams)
         with accelerator.autocast():
             loss, stats = model.loss(delayed.to(accelerator.device), valid.to(accelerator.device))
         w = float(len(items))
@@ -163,6 +177,36 @@ def validate(accelerator, model, shards, streams, args, tokenizer) -> dict:
         out["valid_wer"] = round(wer(shards.texts[:n], [" ".join(w.word for w in h) for h in hyps]), 4)
     model.train()
     return out
+
+
+class DialogueData:
+    """Duplex training data: a dialogue bank (recipes/build_duplex_data.py) and windows drawn from it."""
+
+    def __init__(self, folders, args):
+        from tokenlm.errors import TokenLMError
+        from tokenlm.lm.duplex import DialogueBank
+
+        folders = folders if isinstance(folders, (list, tuple)) else [folders]
+        if len(folders) != 1:
+            raise TokenLMError("duplex: give one dialogue bank folder to --train (and one to --valid)")
+        self.bank = DialogueBank(folders[0])
+        self.meta, self.args = self.bank.meta, args
+        self.info = {"codec_name": "default", **self.meta}
+        self.codes = list(self.bank.user)  # for the size report
+        self.ids = [str(i) for i in range(len(self.codes))]
+        self.dialogues: list[torch.Tensor] = []
+
+    def setup(self, streams):
+        import random
+
+        from tokenlm.lm.duplex import DialogueSampler
+
+        self.sampler = DialogueSampler(self.bank, streams, frames=self.args.max_frames)
+        rng = random.Random(1234)
+        self.dialogues = [self.sampler.sample(rng) for _ in range(self.args.eval_items)]
+
+    def __len__(self) -> int:
+        return len(self.dialogues) if self.dialogues else len(self.codes)
 
 
 def main(argv=None) -> int:
@@ -194,12 +238,13 @@ def main(argv=None) -> int:
         record_command(run, accelerator)
     set_seed(args.seed + accelerator.process_index)
 
-    shards = TokenShards(args.train)
+    load_data = (lambda f: DialogueData(f, args)) if args.task == "duplex" else TokenShards
+    shards = load_data(args.train)
     meta = shards.meta
     tokenizer = TextTokenizer.load(args.tokenizer)
     if tokenizer.digest != meta["tokenizer"]:
         raise TokenLMError(f"{args.tokenizer} is not the tokenizer the training shards were made with")
-    valid = TokenShards(args.valid) if args.valid else None
+    valid = load_data(args.valid) if args.valid else None
     if valid is not None and valid.meta != meta:
         raise TokenLMError(f"{args.valid}: made with a different codec or tokenizer than the training shards")
     pool = list(range(len(shards)))
@@ -249,6 +294,10 @@ def main(argv=None) -> int:
             print(f"resumed from {resume_from} at step {step}", file=sys.stderr)
     codec_info = {"name": shards.info.get("codec_name", "default"), "fingerprint": meta["codec"], "num_codebooks": q,
                   "frame_rate": meta["frame_rate"]}
+    if args.task == "duplex":
+        shards.setup(streams)
+        if valid is not None:
+            valid.setup(streams)
     if main_proc and step == 0:
         print(f"{args.task} LM: {raw.num_parameters() / 1e6:.2f} M parameters, {len(pool)} training utterances "
               f"({sum(shards.codes[i].shape[1] for i in pool) / meta['frame_rate'] / 3600:.2f} h), "
