@@ -31,7 +31,8 @@ from aiohttp import WSMsgType, web
 from ..errors import TokenLMError
 from . import protocol as P
 
-__all__ = ["Server", "ModeWorker", "create_app", "load_engines", "run_server", "STATIC_DIR", "SERVER_KEY"]
+__all__ = ["Server", "ModeWorker", "create_app", "load_engines", "run_server", "serve_command", "STATIC_DIR",
+           "SERVER_KEY"]
 
 log = logging.getLogger("tokenlm.server")
 
@@ -554,7 +555,6 @@ def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: s
             if model is not None:
                 raise TokenLMError(f"--{mode} {model}: {e}") from None
             unavailable[mode] = " ".join(str(e).split())
-            log.info("%s: not available (%s)", mode, unavailable[mode])
             continue
         if warmup:
             _warm_up(engine)
@@ -615,3 +615,26 @@ def run_server(engines: dict, unavailable: dict[str, str] | None = None, host: s
                port: int = 8998, ready=None) -> None:
     """Serve until SIGINT/SIGTERM. ``ready(url)`` is called once listening."""
     asyncio.run(_serve(engines, dict(unavailable or {}), host, port, ready))
+
+
+def serve_command(args) -> int:
+    """``tokenlm serve``: load the engines, log one line per session on stderr, serve until Ctrl-C."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if not 0 <= args.port < 65536:
+        raise TokenLMError(f"--port must be 0..65535, got {args.port}")
+    if not any(getattr(args, m) is None or str(getattr(args, m)).lower() != "none" for m in P.MODES):
+        raise TokenLMError("every mode is switched off: leave at least one of --asr, --duplex, --tts on")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("tokenlm serve: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device)
+        run_server(engines, unavailable, args.host, args.port)
+    finally:
+        log.removeHandler(handler)
+    return 0
