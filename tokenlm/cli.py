@@ -6,6 +6,7 @@
     tokenlm eval-codec --manifest test.jsonl | --audio FILE_OR_DIR ... [--codec NAME|PATH] [--out-dir DIR]
     tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH]
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T]
+    tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
 
 A problem with the input prints one line, ``tokenlm: error: ...``, on stderr and exits 1;
 usage errors exit 2, Ctrl-C exits 130. An unexpected failure prints one line too; set
@@ -382,6 +383,12 @@ def cmd_speak(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from tokenlm.server.app import serve_command
+
+    return serve_command(args)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -454,6 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "distance and bitrate. Writes codec_eval.md, .json and .png to --out-dir.")
     add_arguments(p)
     p.set_defaults(func=cmd_eval_codec)
+
+    p = sub.add_parser("serve", help="the live demo: a browser page and a websocket server (ASR, TTS, duplex)",
+                       description="Serve the browser page at / and the streaming websocket protocol at /ws "
+                                   "(docs/server.md). Every mode with a model runs; the live sessions of a mode "
+                                   "are stepped together in one batch. Ctrl-C stops it.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8998, help="port (default: %(default)s; 0: any free port)")
+    p.add_argument("--max-sessions", type=positive_int, default=8, help="sessions per mode (default: %(default)s)")
+    for mode in ("asr", "duplex", "tts"):
+        p.add_argument(f"--{mode}", metavar="MODEL", default=None,
+                       help=f"{mode} LM folder or bundled name (default: the bundled '{mode}' model if there "
+                            "is one); 'none' switches the mode off")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
