@@ -22,7 +22,7 @@ from torch import nn
 from tokenlm.audio import check_finite
 from tokenlm.errors import AudioError, CodecError
 
-from .streaming import reset_streaming, streaming_context, streaming_modules
+from .streaming import reset_streaming, select_rows, streaming_context, streaming_modules
 
 
 class Codec(nn.Module):
@@ -155,6 +155,22 @@ class Codec(nn.Module):
     def reset_streaming(self, mask: torch.Tensor) -> None:
         """Restart the batch items where ``mask [B]`` is True; the others go on."""
         reset_streaming(self, mask)
+
+    @contextmanager
+    def streaming_rows(self, rows):
+        """While streaming, work on the batch items ``rows`` only: ``encode``/``decode`` inside the
+        block take ``len(rows)`` items (in that order) and advance only their state."""
+        if not self.is_streaming:
+            raise CodecError("streaming_rows() needs a `streaming()` context")
+        p = next(self.parameters(), None)
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=p.device if p is not None else "cpu")
+        outer = self._stream_batch_size
+        with select_rows(self, idx):
+            self._stream_batch_size = len(idx)
+            try:
+                yield self
+            finally:
+                self._stream_batch_size = outer
 
     # ---- checks --------------------------------------------------------------------------
     def check_codes(self, codes: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ offline (whole signal, causal padding) and the two give the same result.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -64,3 +64,27 @@ def reset_streaming(root: nn.Module, mask: torch.Tensor) -> None:
         if m._state is None:
             raise RuntimeError("reset_streaming() called outside a `streaming()` context")
         m._state.reset(mask.to(torch.bool))
+
+
+@contextmanager
+def select_rows(root: nn.Module, rows: torch.Tensor):
+    """Inside the block, streaming modules see only the batch items ``rows`` (a long tensor of
+    indices, in the order the block's inputs come); their state is written back on exit, and the
+    other items' state is untouched. Lets a server step only the sessions that have input."""
+    mods = streaming_modules(root)
+    if any(m._state is None for m in mods):
+        raise RuntimeError("select_rows() called outside a `streaming()` context")
+    full = [m._state for m in mods]
+    for m, st in zip(mods, full):
+        m._state = replace(st, **{f.name: getattr(st, f.name)[rows] for f in fields(st)
+                                  if isinstance(getattr(st, f.name), torch.Tensor)})
+    try:
+        yield
+    finally:
+        for m, st in zip(mods, full):
+            sub = m._state
+            for f in fields(st):
+                value = getattr(st, f.name)
+                if isinstance(value, torch.Tensor):
+                    value[rows] = getattr(sub, f.name).to(value.dtype)
+            m._state = st

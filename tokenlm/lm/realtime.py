@@ -1,0 +1,391 @@
+"""Frame-level engines for live sessions: ASR, TTS and full duplex, many sessions in one batch.
+
+An :class:`Engine` owns one LM (:class:`~tokenlm.lm.generate.LMStreamer` with ``max_sessions``
+slots) and one codec in streaming mode. Sessions :meth:`~Engine.open` a slot and
+:meth:`~Engine.close` it; each :meth:`~Engine.step` advances the sessions it is given by exactly one
+frame (``hop_length`` samples, 40 ms for the default codec), all of them in one batched LM step and
+one batched codec call; the other sessions do not move. This is what the server (``tokenlm serve``),
+the offline ``tokenlm duplex`` command and the load test run on.
+
+- ``asr``: user audio in, the words out as they become final (times from the session start).
+- ``tts``: :meth:`TTSEngine.say` queues text; each step gives a frame of speech.
+- ``duplex``: user audio in; the model's words (inner monologue) and a frame of its speech out,
+  ``3`` frames behind (its audio streams' delay), at every step.
+
+>>> eng = load_engine("duplex", max_sessions=4)          # doctest: +SKIP
+>>> s = eng.open()
+>>> out = eng.step({s: frame_of_audio})[s]               # out.words, out.audio ([640] float32)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import TokenLMError
+from .checkpoint import LoadedLM, load_lm
+from .generate import LMStreamer, Sampling
+from .streams import UNGENERATED, ZERO
+from .tasks import Word, WordDecoder, load_codec_for
+
+__all__ = ["SessionsFull", "FrameOut", "Engine", "ASREngine", "TTSEngine", "DuplexEngine", "load_engine",
+           "MODES", "toy_lm"]
+
+MODES = ("asr", "tts", "duplex")
+
+
+class SessionsFull(TokenLMError):
+    """Every session slot of an engine is in use."""
+
+
+@dataclass
+class FrameOut:
+    frame: int  # the session's frame index (0-based)
+    words: list[Word] = field(default_factory=list)  # words that became final at this frame
+    audio: torch.Tensor | None = None  # [hop_length] float32: the model's speech for this frame
+    done: bool = False  # tts: everything queued has been spoken
+
+
+class Engine:
+    """Base class: slots, the LM streamer, the codec's streaming state (see the module docstring)."""
+
+    mode = ""
+
+    def __init__(self, lm: LoadedLM | str, codec=None, max_sessions: int = 8, device: str = "cpu",
+                 sampling: Sampling | list[Sampling] | None = None, seed: int = 0):
+        if max_sessions < 1:
+            raise TokenLMError(f"max_sessions must be >= 1, got {max_sessions}")
+        self.lm = lm if isinstance(lm, LoadedLM) else load_lm(lm, device)
+        if self.lm.task != self.mode:
+            raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for '{self.mode}'")
+        self.device = torch.device(device)
+        # the codec keeps its streaming state in its modules: each engine needs its own copy
+        self.codec = copy.deepcopy(load_codec_for(self.lm, codec, device))
+        self.model, self.tokenizer = self.lm.model, self.lm.tokenizer
+        self.streams = self.model.streams
+        self.q = self.lm.codec_info.get("num_codebooks", self.codec.num_codebooks)
+        self.sample_rate, self.frame_rate = self.codec.sample_rate, self.codec.frame_rate
+        self.hop_length = self.codec.hop_length
+        self.max_sessions = max_sessions
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.streamer = LMStreamer(self.model, max_sessions, sampling=sampling or self.default_sampling(),
+                                   generator=self.generator)
+        self._ctx = self.codec.streaming(max_sessions)
+        self._ctx.__enter__()
+        self._open: set[int] = set()
+        self.t = [0] * max_sessions
+
+    def default_sampling(self) -> list[Sampling]:
+        return [Sampling()] * len(self.streams.generated)
+
+    # --- sessions
+    @property
+    def live(self) -> list[int]:
+        return sorted(self._open)
+
+    def open(self) -> int:
+        free = [i for i in range(self.max_sessions) if i not in self._open]
+        if not free:
+            raise SessionsFull(f"all {self.max_sessions} {self.mode} sessions are in use")
+        slot = free[0]
+        self._open.add(slot)
+        self.t[slot] = 0
+        self.streamer.start(slot)
+        mask = torch.zeros(self.max_sessions, dtype=torch.bool)
+        mask[slot] = True
+        self.codec.reset_streaming(mask)
+        self._reset(slot)
+        return slot
+
+    def close(self, slot: int) -> None:
+        if slot in self._open:
+            self._open.discard(slot)
+            self.streamer.stop(slot)
+
+    def _reset(self, slot: int) -> None:
+        pass
+
+    def _check(self, inputs: dict) -> list[int]:
+        rows = sorted(inputs)
+        for r in rows:
+            if r not in self._open:
+                raise TokenLMError(f"session slot {r} is not open")
+        return rows
+
+    def _encode(self, inputs: dict, rows: list[int]) -> dict[int, torch.Tensor]:
+        """User audio of the rows that have some -> codes ``[Q]`` per row (one batched call)."""
+        have = [r for r in rows if inputs[r] is not None]
+        if not have:
+            return {}
+        wav = []
+        for r in have:
+            x = torch.as_tensor(inputs[r], dtype=torch.float32).reshape(-1)
+            if x.numel() != self.hop_length:
+                raise TokenLMError(f"a frame is {self.hop_length} samples, got {x.numel()}")
+            wav.append(x)
+        with self.codec.streaming_rows(have):
+            codes = self.codec.encode(torch.stack(wav)[:, None].to(self.device), num_codebooks=self.q)
+        return {r: codes[i, :, 0].cpu() for i, r in enumerate(have)}
+
+    def _decode(self, codes: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        if not codes:
+            return {}
+        rows = sorted(codes)
+        with self.codec.streaming_rows(rows):
+            wav = self.codec.decode(torch.stack([codes[r] for r in rows])[:, :, None].to(self.device))
+        return {r: wav[i, 0].float().cpu() for i, r in enumerate(rows)}
+
+    def _lm_step(self, provided: torch.Tensor, rows: list[int], **kw) -> torch.Tensor:
+        """One LM step in which only ``rows`` advance."""
+        st = self.streamer
+        keep = st.live.clone()
+        st.live = torch.zeros_like(keep)
+        st.live[rows] = True
+        try:
+            return st.step(provided, **kw).cpu()
+        finally:
+            st.live = keep
+
+    def step(self, inputs: dict[int, torch.Tensor | None]) -> dict[int, FrameOut]:
+        raise NotImplementedError
+
+    def __del__(self):
+        try:
+            self._ctx.__exit__(None, None, None)
+        except Exception:
+            pass
+
+
+class ASREngine(Engine):
+    mode = "asr"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.delay = self.streams[0].delay
+        self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(self.max_sessions)]
+
+    def _reset(self, slot):
+        self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
+
+    @torch.no_grad()
+    def step(self, inputs):
+        rows = self._check(inputs)
+        if not rows:
+            return {}
+        codes = self._encode(inputs, rows)
+        provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
+        provided[:, 0] = self.streams[0].pad_id
+        for r in rows:
+            if r in codes:
+                provided[r, 1: 1 + self.q] = codes[r]
+            if self.t[r] >= self.delay:
+                provided[r, 0] = UNGENERATED
+        tokens = self._lm_step(provided, rows)
+        out = {}
+        for r in rows:
+            t = self.t[r]
+            words = self.decoders[r].push(t - self.delay, int(tokens[r, 0])) if t >= self.delay else []
+            out[r] = FrameOut(t, words)
+            self.t[r] += 1
+        return out
+
+    def flush(self, slot: int) -> list[Word]:
+        """End of the audio: run the text delay out and return the last words."""
+        words: list[Word] = []
+        for _ in range(self.delay):
+            words += self.step({slot: None})[slot].words
+        return words + self.decoders[slot].flush()
+
+
+class DuplexEngine(Engine):
+    """User audio in (streams ``in_q``), the model's text and audio out (see tokenlm.lm.duplex)."""
+
+    mode = "duplex"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        s = self.streams
+        self.text = s.index("text")
+        self.audio = [s.index(f"audio_{q}") for q in range(self.q)]
+        self.inputs = [s.index(f"in_{q}") for q in range(self.q)]
+        self.audio_delays = [s[i].delay for i in self.audio]
+        self.lag = max(self.audio_delays)
+        self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(self.max_sessions)]
+        self.history: list[deque] = [deque(maxlen=self.lag + 1) for _ in range(self.max_sessions)]
+
+    def default_sampling(self):
+        # greedy text; the speech sampled a little (greedy audio tends to loop)
+        audio = Sampling(temperature=0.6, top_k=30)
+        return [Sampling() if self.streams[i].kind == "text" else audio for i in self.streams.generated]
+
+    def _reset(self, slot):
+        self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
+        self.history[slot].clear()
+
+    @torch.no_grad()
+    def step(self, inputs):
+        rows = self._check(inputs)
+        if not rows:
+            return {}
+        codes = self._encode(inputs, rows)
+        provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
+        for r in rows:
+            provided[r, self.text] = UNGENERATED
+            for i, d in zip(self.audio, self.audio_delays):
+                if self.t[r] >= d:
+                    provided[r, i] = UNGENERATED
+            if r in codes:
+                provided[r, self.inputs] = codes[r]
+        tokens = self._lm_step(provided, rows)
+        ready = {}
+        for r in rows:
+            self.history[r].append(tokens[r, self.audio].clone())
+            t = self.t[r]
+            if t >= self.lag:  # frame t - lag: codebook q was generated at step t - lag + delay_q
+                h = self.history[r]
+                ready[r] = torch.stack([h[len(h) - 1 - (self.lag - d)][q] for q, d in enumerate(self.audio_delays)])
+        wavs = self._decode(ready)
+        out = {}
+        for r in rows:
+            t = self.t[r]
+            words = self.decoders[r].push(t, int(tokens[r, self.text]))
+            audio = wavs.get(r, torch.zeros(self.hop_length))
+            out[r] = FrameOut(t, words, audio)
+            self.t[r] += 1
+        return out
+
+
+class TTSEngine(Engine):
+    """Text in (:meth:`say`), speech out, one frame per step (the Speaker's rules, per session)."""
+
+    mode = "tts"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        s = self.streams
+        self.audio = [s.index(f"audio_{q}") for q in range(self.q)]
+        self.audio_delays = [s[i].delay for i in self.audio]
+        self.lag = max(self.audio_delays)
+        spec = s[0]
+        self.pad, self.epad = spec.pad_id, spec.epad_id
+        self.pad_or_epad = torch.zeros(spec.output_vocab, dtype=torch.bool)
+        self.pad_or_epad[[self.pad, self.epad]] = True
+        n = self.max_sessions
+        self.queue: list[deque] = [deque() for _ in range(n)]  # words (piece lists) to say
+        self.pending: list[list[int]] = [[] for _ in range(n)]
+        self.speaking = [False] * n
+        self.end_at: list[int | None] = [None] * n
+        self.history: list[deque] = [deque(maxlen=self.lag + 1) for _ in range(n)]
+        self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(n)]
+
+    def default_sampling(self):
+        return [Sampling(temperature=0.7, top_k=50)] * len(self.streams.generated)
+
+    def _reset(self, slot):
+        self.queue[slot].clear()
+        self.pending[slot] = []
+        self.speaking[slot] = False
+        self.end_at[slot] = None
+        self.history[slot].clear()
+        self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
+
+    def say(self, slot: int, text: str) -> None:
+        if slot not in self._open:
+            raise TokenLMError(f"session slot {slot} is not open")
+        words = self.tokenizer.words(text)
+        if not words:
+            raise TokenLMError(f"nothing to say in {text!r}: no words after normalisation")
+        self.queue[slot].extend(self.tokenizer.encode_word(w) for w in words)
+        self.speaking[slot] = True
+        self.end_at[slot] = None
+
+    @torch.no_grad()
+    def step(self, inputs):
+        rows = self._check(inputs)
+        if not rows:
+            return {}
+        provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
+        allow = torch.zeros(self.max_sessions, self.pad_or_epad.shape[0], dtype=torch.bool)
+        sampled_text = set()
+        for r in rows:
+            provided[r, self.audio] = UNGENERATED
+            for i, d in zip(self.audio, self.audio_delays):
+                if self.t[r] < d:
+                    provided[r, i] = ZERO
+            if self.pending[r]:
+                provided[r, 0] = self.pending[r].pop(0)
+            elif self.speaking[r] and self.end_at[r] is None:
+                provided[r, 0] = UNGENERATED
+                allow[r] = self.pad_or_epad
+                sampled_text.add(r)
+            else:
+                provided[r, 0] = self.pad
+        tokens = self._lm_step(provided, rows, allowed={0: allow})
+        ready = {}
+        done = {}
+        for r in rows:
+            t = self.t[r]
+            if r in sampled_text and int(tokens[r, 0]) == self.epad:
+                if self.queue[r]:
+                    self.pending[r] = list(self.queue[r].popleft())
+                else:
+                    self.end_at[r] = t
+            done[r] = self.end_at[r] is not None and t >= self.end_at[r] + self.lag
+            if done[r]:
+                self.speaking[r] = False
+            self.history[r].append(tokens[r, self.audio].clone())
+            if t >= self.lag:
+                h = self.history[r]
+                ready[r] = torch.stack([h[len(h) - 1 - (self.lag - d)][q] for q, d in enumerate(self.audio_delays)])
+        wavs = self._decode(ready)
+        out = {}
+        for r in rows:
+            t = self.t[r]
+            words = self.decoders[r].push(t, int(tokens[r, 0]))
+            out[r] = FrameOut(t, words, wavs.get(r, torch.zeros(self.hop_length)), done[r])
+            self.t[r] += 1
+        return out
+
+
+ENGINES = {"asr": ASREngine, "tts": TTSEngine, "duplex": DuplexEngine}
+
+
+def load_engine(mode: str, lm: LoadedLM | str | None = None, codec=None, max_sessions: int = 8,
+                device: str = "cpu", **kw) -> Engine:
+    """The engine for ``mode`` on ``lm`` (default: the bundled model named like the mode)."""
+    if mode not in ENGINES:
+        raise TokenLMError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")
+    return ENGINES[mode](mode if lm is None else lm, codec, max_sessions, device, **kw)
+
+
+def toy_lm(mode: str, folder, num_codebooks: int = 4, seed: int = 0):
+    """Write a tiny, untrained LM for ``mode`` (random weights, the bundled codec and the bundled
+    ASR model's tokenizer) to ``folder``: for tests of the machinery around a model."""
+    from .checkpoint import PRETRAINED_DIR, save_lm
+    from .duplex import duplex_streams
+    from .model import LM_PRESETS, LMConfig, TokenLM
+    from .streams import Streams
+    from .tokenizer import TextTokenizer
+
+    import tokenlm.codecs as tc
+
+    if mode not in ENGINES:
+        raise TokenLMError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")
+    tok = TextTokenizer.load(PRETRAINED_DIR / "asr" / "tokenizer.model")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codec = tc.load("default")
+    card, q = codec.codebook_size, num_codebooks
+    streams = {"asr": lambda: Streams.asr(tok.vocab_size, card, q, 4),
+               "tts": lambda: Streams.tts(tok.vocab_size, card, q, 2, 1),
+               "duplex": lambda: duplex_streams(tok.vocab_size, card, q)}[mode]()
+    torch.manual_seed(seed)
+    model = TokenLM(LMConfig(streams=streams.to_list(), **LM_PRESETS["tiny"]))
+    info = {"name": "default", "fingerprint": codec.token_fingerprint, "num_codebooks": q,
+            "frame_rate": codec.frame_rate}
+    return save_lm(model, folder, tok, task=mode, codec=info, trained=False)
