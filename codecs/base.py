@@ -157,15 +157,22 @@ class Codec(nn.Module):
         reset_streaming(self, mask)
 
     @contextmanager
-    def streaming_rows(self, rows):
+    def streaming_rows(self, rows, part: str | None = None):
         """While streaming, work on the batch items ``rows`` only: ``encode``/``decode`` inside the
-        block take ``len(rows)`` items (in that order) and advance only their state."""
+        block take ``len(rows)`` items (in that order) and advance only their state. ``part``
+        (``"encoder"`` or ``"decoder"``, where the backend has them) limits the bookkeeping to the
+        modules the block uses."""
         if not self.is_streaming:
             raise CodecError("streaming_rows() needs a `streaming()` context")
-        p = next(self.parameters(), None)
-        idx = torch.as_tensor(list(rows), dtype=torch.long, device=p.device if p is not None else "cpu")
+        rows = list(rows)
         outer = self._stream_batch_size
-        with select_rows(self, idx):
+        if rows == list(range(outer)):  # every item, in order: nothing to select
+            yield self
+            return
+        p = next(self.parameters(), None)
+        idx = torch.as_tensor(rows, dtype=torch.long, device=p.device if p is not None else "cpu")
+        root = getattr(self, part, self) if part else self
+        with select_rows(root, idx):
             self._stream_batch_size = len(idx)
             try:
                 yield self

@@ -383,6 +383,37 @@ def cmd_speak(args) -> int:
     return 0
 
 
+def cmd_duplex(args) -> int:
+    import torch
+
+    from tokenlm.audio import WRITE_FORMATS, load_audio, save_audio
+    from tokenlm.lm.generate import Sampling
+    from tokenlm.lm.realtime import load_engine, run_duplex
+
+    out = Path(args.output)
+    if out.suffix.lower() not in WRITE_FORMATS:
+        raise AudioError(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(WRITE_FORMATS)}")
+    eng = load_engine("duplex", args.model, max_sessions=1, seed=args.seed)
+    if args.temperature is not None:
+        eng.streamer.sampling = [s if eng.streams[i].kind == "text" else Sampling(args.temperature, args.top_k)
+                                 for s, i in zip(eng.streamer.sampling, eng.streams.generated)]
+    sr = eng.sample_rate
+    wav, _ = load_audio(args.input, sr, 1)
+    model, words = run_duplex(eng, wav[0], tail_seconds=args.tail, progress=sys.stderr.isatty())
+    user = torch.nn.functional.pad(wav[0], (0, model.numel() - wav.shape[-1]))
+    save_audio(out, torch.stack([user, model]), sr)
+    timeline = {"input": str(args.input), "output": str(out), "duration": round(model.numel() / sr, 3),
+                "channels": ["user", "model"], "words": [w.to_dict() for w in words],
+                "text": " ".join(w.word for w in words)}
+    if args.json:
+        print(json.dumps(timeline, indent=2))
+    else:
+        for w in words:
+            print(f"{w.start:7.2f} {w.end:7.2f}  {w.word}")
+    print(f"wrote {out}: stereo (left: user, right: model), {model.numel() / sr:.2f} s at {sr} Hz", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from tokenlm.server.app import serve_command
 
@@ -454,6 +485,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_speak)
 
     from tokenlm.evaluation import add_arguments
+
+    p = sub.add_parser("duplex", help="run the full-duplex model over a recording: stereo out (user, model)",
+                       description="Feeds IN to the full-duplex model frame by frame (40 ms), as if the user "
+                       "were speaking live, and writes a stereo file: the user on the left, the model's answers on "
+                       "the right. Prints the model's words with their times (--json: the whole timeline).")
+    p.add_argument("input", help="audio file (any rate; mixed to mono)")
+    p.add_argument("-o", "--output", required=True, help="stereo output file (.wav/.flac)")
+    p.add_argument("--model", default="duplex", help="duplex LM: bundled name or folder (default: duplex)")
+    p.add_argument("--json", action="store_true", help="print the timeline as JSON")
+    p.add_argument("--tail", type=float, default=2.0, help="seconds of silence after the input (default 2)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature of the model's speech")
+    p.add_argument("--top-k", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_duplex)
 
     p = sub.add_parser("eval-codec", help="measure codec quality against Codec 2 and Opus",
                        description="Score tokenlm's codec at each codebook count, and Codec 2 (3200, 1300, 700C) "

@@ -126,7 +126,7 @@ class Engine:
             if x.numel() != self.hop_length:
                 raise TokenLMError(f"a frame is {self.hop_length} samples, got {x.numel()}")
             wav.append(x)
-        with self.codec.streaming_rows(have):
+        with self.codec.streaming_rows(have, "encoder"):
             codes = self.codec.encode(torch.stack(wav)[:, None].to(self.device), num_codebooks=self.q)
         return {r: codes[i, :, 0].cpu() for i, r in enumerate(have)}
 
@@ -134,7 +134,7 @@ class Engine:
         if not codes:
             return {}
         rows = sorted(codes)
-        with self.codec.streaming_rows(rows):
+        with self.codec.streaming_rows(rows, "decoder"):
             wav = self.codec.decode(torch.stack([codes[r] for r in rows])[:, :, None].to(self.device))
         return {r: wav[i, 0].float().cpu() for i, r in enumerate(rows)}
 
@@ -389,3 +389,28 @@ def toy_lm(mode: str, folder, num_codebooks: int = 4, seed: int = 0):
     info = {"name": "default", "fingerprint": codec.token_fingerprint, "num_codebooks": q,
             "frame_rate": codec.frame_rate}
     return save_lm(model, folder, tok, task=mode, codec=info, trained=False)
+
+
+@torch.no_grad()
+def run_duplex(engine: DuplexEngine, wav: torch.Tensor, tail_seconds: float = 2.0,
+               progress: bool = False) -> tuple[torch.Tensor, list[Word]]:
+    """Run one duplex session over ``wav [T]`` (mono, the engine's rate) frame by frame, then
+    ``tail_seconds`` of silence so the model can finish answering. Returns the model's audio
+    ``[T']`` (aligned with the input, ``T'`` >= ``T``) and its words (times from the start)."""
+    from tqdm import tqdm
+
+    hop = engine.hop_length
+    wav = wav.reshape(-1).float()
+    n = -(-wav.numel() // hop) + int(round(tail_seconds * engine.frame_rate))
+    x = torch.nn.functional.pad(wav, (0, n * hop - wav.numel()))
+    slot = engine.open()
+    audio, words = [], []
+    try:
+        for i in tqdm(range(n), desc="duplex", unit="frame", disable=not progress, dynamic_ncols=True):
+            out = engine.step({slot: x[i * hop: (i + 1) * hop]})[slot]
+            audio.append(out.audio)
+            words += out.words
+        words += engine.decoders[slot].flush()
+    finally:
+        engine.close(slot)
+    return torch.cat(audio), words
