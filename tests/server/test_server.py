@@ -89,6 +89,22 @@ def test_duplex_one_audio_frame_per_input_frame():
     run(main())
 
 
+def test_end_waits_for_the_frame_being_stepped():
+    """'end' while the session's last frame is in the running step: its outputs still come first."""
+    async def main():
+        async with running({"duplex": FakeEngine("duplex", step_seconds=0.1)}) as srv, \
+                Client.connect(srv.ws_url, "duplex") as c:
+            await c.send_audio(tone(HOP))
+            await asyncio.sleep(0.03)  # the step has started
+            await c.end()
+            msgs = await collect(c)
+            assert [m.kind for m in msgs] == [P.AUDIO, P.CONTROL, P.CONTROL]
+            assert [m.data for m in msgs[1:]] == [{"event": "frame", "frame": 0, "seq": 0},
+                                                  {"event": "done", "frames": 1}]
+
+    run(main())
+
+
 def test_tts_session_speaks_text_at_real_time_pace():
     async def main():
         async with running(fake_engines(modes=("tts",))) as srv, Client.connect(srv.ws_url, "tts") as c:

@@ -63,6 +63,7 @@ class Session:
     last_seq: int | None = None
     last_audio: float = 0.0
     frames_out: int = 0
+    inflight: int = 0  # frames of this session in the step that is running
     ending: bool = False
     finishing: bool = False
     closed: bool = False
@@ -261,6 +262,7 @@ class ModeWorker:
             taken: dict[int, tuple[Session, int, int | None]] = {}
             inputs: dict = {}
             for s in ready:
+                s.inflight += 1
                 if self.mode == "tts":
                     inputs[s.slot] = None
                     taken[s.slot] = (s, s.generation, None)
@@ -275,6 +277,7 @@ class ModeWorker:
             except Exception as e:  # an engine failure ends these sessions, not the server
                 log.error("%s step failed: %s: %s", self.mode, type(e).__name__, " ".join(str(e).split()))
                 for s, _, _ in taken.values():
+                    s.inflight -= 1
                     s.error(f"the {self.mode} engine failed: {type(e).__name__}: {e}", fatal=True)
                 continue
             self.step_seconds += time.perf_counter() - t0
@@ -282,10 +285,13 @@ class ModeWorker:
             self.frames += len(inputs)
             self.max_batch = max(self.max_batch, len(inputs))
             for slot, (s, gen, seq) in taken.items():
-                out = outs.get(slot)
-                if out is None or s.closed or gen != s.generation:
+                s.inflight -= 1
+                if s.closed or gen != s.generation:
                     continue
-                self._dispatch(s, out, seq)
+                out = outs.get(slot)
+                if out is not None:
+                    self._dispatch(s, out, seq)
+                self._maybe_finish(s)
 
     def _dispatch(self, s: Session, out, seq: int | None) -> None:
         if out.audio is not None:
@@ -297,14 +303,11 @@ class ModeWorker:
             if out.done:
                 s.speaking = False
                 s.send(P.pack_control({"event": "spoken", "frame": out.frame}))
-                if s.ending:
-                    self._maybe_finish(s)
             return
         s.send(P.pack_control({"event": "frame", "frame": out.frame, "seq": seq}))
-        self._maybe_finish(s)
 
     def _maybe_finish(self, s: Session) -> None:
-        if not s.ending or s.finishing or s.frames or s.speaking or s.closed:
+        if not s.ending or s.finishing or s.frames or s.inflight or s.speaking or s.closed:
             return
         s.finishing = True
         asyncio.ensure_future(self._finish(s))

@@ -67,6 +67,7 @@ function packAudio(seq, int16) {
 }
 
 function setState(name, text) {
+  updateCounters(); // the data-* counters are current whenever the state changes
   ui.body.dataset.state = name;
   ui.status.textContent = text || name;
 }
@@ -168,6 +169,14 @@ async function start() {
     return;
   }
   state.playAt = 0;
+  if (state.mode !== "tts") {
+    try {
+      await state.ctx.audioWorklet.addModule("/static/worklet.js"); // ready before the microphone opens
+    } catch (e) {
+      fail(`cannot load the audio worklet: ${e}`);
+      return;
+    }
+  }
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
@@ -183,7 +192,6 @@ async function startMicrophone(info) {
   state.stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: echo, noiseSuppression: false, autoGainControl: false },
   });
-  await state.ctx.audioWorklet.addModule("/static/worklet.js");
   state.source = state.ctx.createMediaStreamSource(state.stream);
   state.node = new AudioWorkletNode(state.ctx, "tokenlm-capture", {
     processorOptions: { targetRate: info.sample_rate, frameSamples: info.hop_length },
@@ -319,6 +327,7 @@ function stopCapture() {
 }
 
 function stop() {
+  state.running = false; // frames still on their way from the worklet are not sent after "end"
   stopCapture();
   if (state.ws && state.ws.readyState === WebSocket.OPEN) {
     setState("ending", "finishing…");
