@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench lint clean speech-deps
+.PHONY: venv test demo bench lint clean speech-deps browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 .venv: $(STAMP)
 venv: $(STAMP)
 
-test: $(STAMP) speech-deps
+test: $(STAMP) speech-deps browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
+demo: $(STAMP) browser-deps
 	$(PY) examples/codec_roundtrip.py
 	$(PY) examples/asr_tts.py
 
@@ -44,6 +44,14 @@ speech-deps:
 	elif command -v apt-get >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SPEECH_PKGS); \
 	else echo "speech-deps: no apt-get here; install $(SPEECH_PKGS) yourself (speech tests will be skipped)"; fi
+
+# Debian's Chromium for the browser test (tests/server/test_browser.py) and the demo page; Playwright
+# drives it (executable_path) and never downloads a browser. Installed when missing.
+browser-deps:
+	@if test -x /usr/bin/chromium; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else echo "browser-deps: no apt-get here; install chromium yourself (the browser test will be skipped)"; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
