@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..errors import TokenLMError
 from .tokenizer import words_of
 
-__all__ = ["wer", "Pocketsphinx", "evaluate_asr", "evaluate_tts"]
+__all__ = ["wer", "Pocketsphinx", "evaluate_asr", "evaluate_tts", "evaluate_duplex"]
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -144,4 +144,77 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
              f"{sp.voices})\n\n| judge | WER |\n|---|---|\n"
              + "".join(f"| {j} | {100 * scores[j]:.1f}% |\n" for j in judges))
     _write(out_dir, "tts_eval", result, table)
+    return result
+
+
+def evaluate_duplex(model: str, data: str | Path, out_dir: str | Path, asr_model: str | None = "asr",
+                    limit: int | None = None, seed: int = 0, silence_rms: float = 0.01) -> dict:
+    """Run the duplex model over held-out dialogues (``data``: a folder with ``dialogues.jsonl`` and
+    the user's audio, from ``recipes/build_duplex_data.py``) through the real streaming path and
+    score it.
+
+    - **answers**: for every question the user let the model answer (no barge-in), the model's
+      speech between the end of the question and the next question is transcribed by our ASR and by
+      pocketsphinx, and its inner-monologue words are read; each is scored (WER) against the
+      expected answer.
+    - **barge-in**: for every question asked while the model was still answering, how long the
+      model's speech took to stop (frame RMS below ``silence_rms`` for 3 frames in a row)."""
+    from ..audio import load_audio
+    from .realtime import load_engine, run_duplex
+    from .tasks import Transcriber
+
+    data = Path(data)
+    rows_in = [json.loads(x) for x in (data / "dialogues.jsonl").read_text().splitlines() if x.strip()]
+    rows_in = rows_in[:limit] if limit else rows_in
+    if not rows_in:
+        raise TokenLMError(f"{data}: no dialogues")
+    eng = load_engine("duplex", model, max_sessions=1, seed=seed)
+    tr = Transcriber(asr_model) if asr_model else None
+    ps = Pocketsphinx()
+    sr, hop, fr = eng.sample_rate, eng.hop_length, eng.frame_rate
+    turns, stops, t_run, audio_s = [], [], 0.0, 0.0
+    for d in tqdm(rows_in, desc="eval duplex", unit="dialogue", dynamic_ncols=True):
+        wav, _ = load_audio(data / d["audio"], sr, 1)
+        t0 = time.perf_counter()
+        model_wav, words = run_duplex(eng, wav[0], tail_seconds=3.0)
+        t_run += time.perf_counter() - t0
+        audio_s += model_wav.numel() / sr
+        rms = model_wav[: model_wav.numel() // hop * hop].view(-1, hop).square().mean(1).sqrt()
+        end_s = model_wav.numel() / sr
+        for i, turn in enumerate(d["turns"]):
+            nxt = d["turns"][i + 1]["q_start"] if i + 1 < len(d["turns"]) else end_s
+            if turn["interrupted"]:
+                f0 = int(nxt * fr)
+                quiet = (rms[f0:] < silence_rms).int()
+                run3 = quiet[:-2] * quiet[1:-1] * quiet[2:] if quiet.numel() > 2 else quiet[:0]
+                hit = torch.nonzero(run3).flatten()
+                stops.append(round(float(hit[0]) / fr, 3) if hit.numel() else None)
+                continue
+            a, b = turn["q_end"], nxt
+            seg = model_wav[int(a * sr): int(b * sr)]
+            row = {"dialogue": d["id"], "question": turn["question"], "voice": turn["voice"],
+                   "answer": turn["answer"], "said": " ".join(w.word for w in words if a <= w.start < b)}
+            row["pocketsphinx"] = ps.transcribe(seg) if seg.numel() else ""
+            if tr is not None:
+                row["tokenlm_asr"] = " ".join(w.word for w in tr.transcribe(seg[None], sr)) if seg.numel() > hop else ""
+            turns.append(row)
+    judges = ["said", "tokenlm_asr", "pocketsphinx"] if tr is not None else ["said", "pocketsphinx"]
+    scores = {j: round(wer([r["answer"] for r in turns], [r[j] for r in turns]), 4) for j in judges}
+    exact = sum(r["said"] == r["answer"] for r in turns) / max(1, len(turns))
+    stopped = [s for s in stops if s is not None]
+    result = {"model": str(model), "data": str(data), "dialogues": len(rows_in), "answers_scored": len(turns),
+              "audio_seconds": round(audio_s, 1), "run_seconds": round(t_run, 1), "wer": scores,
+              "answer_accuracy": round(exact, 4), "barge_ins": len(stops),
+              "stopped_within_0.5s": round(sum(s <= 0.5 for s in stopped) / max(1, len(stops)), 4),
+              "median_stop_seconds": round(sorted(stopped)[len(stopped) // 2], 3) if stopped else None,
+              "voices": sorted({r["voice"] for r in turns}), "turns": turns, "stops": stops}
+    names = {"said": "its own words (inner monologue)", "tokenlm_asr": "its speech, transcribed by tokenlm ASR",
+             "pocketsphinx": "its speech, transcribed by pocketsphinx"}
+    table = (f"Full-duplex answers on {len(rows_in)} held-out dialogues ({len(turns)} answers, voices never heard "
+             f"in training)\n\n| what is scored | WER vs expected answers |\n|---|---|\n"
+             + "".join(f"| {names[j]} | {100 * scores[j]:.1f}% |\n" for j in judges)
+             + f"\nExact answers (inner monologue): {100 * exact:.1f}%. Barge-ins: {len(stops)}; the model stopped "
+             f"talking within 0.5 s in {100 * result['stopped_within_0.5s']:.1f}% "
+             f"(median {result['median_stop_seconds']} s).\n")
+    _write(Path(out_dir), "duplex_eval", result, table)
     return result
