@@ -364,13 +364,13 @@ def load_engine(mode: str, lm: LoadedLM | str | None = None, codec=None, max_ses
 def toy_lm(mode: str, folder, num_codebooks: int = 4, seed: int = 0):
     """Write a tiny, untrained LM for ``mode`` (random weights, the bundled codec and the bundled
     ASR model's tokenizer) to ``folder``: for tests of the machinery around a model."""
+    import tokenlm.codecs as tc
+
     from .checkpoint import PRETRAINED_DIR, save_lm
     from .duplex import duplex_streams
     from .model import LM_PRESETS, LMConfig, TokenLM
     from .streams import Streams
     from .tokenizer import TextTokenizer
-
-    import tokenlm.codecs as tc
 
     if mode not in ENGINES:
         raise TokenLMError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")

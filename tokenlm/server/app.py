@@ -176,6 +176,7 @@ class ModeWorker:
             "steps": self.steps, "frames": self.frames, "max_batch": self.max_batch,
             "mean_batch": round(self.frames / self.steps, 3) if self.steps else 0.0,
             "mean_step_ms": round(1000 * self.step_seconds / self.steps, 3) if self.steps else 0.0,
+            "step_seconds": round(self.step_seconds, 6),
         }
 
     # ---- audio in ----
