@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import signal
 import time
 from collections import deque
@@ -591,7 +592,8 @@ async def _serve(engines: dict, unavailable: dict[str, str], host: str, port: in
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        raise TokenLMError(f"cannot listen on {host}:{port}: {e.strerror or e}"
+        why = os.strerror(e.errno).lower() if e.errno else str(e)
+        raise TokenLMError(f"cannot listen on {host}:{port}: {why}"
                            + (" (is another server running? pass --port)" if e.errno == 98 else "")) from None
     addr = runner.addresses[0]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{addr[1]}/"
