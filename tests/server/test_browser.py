@@ -103,6 +103,7 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
 
     asr, _ = real_engines["asr"]
     duplex, duplex_kind = real_engines["duplex"]
+    tts, tts_kind = real_engines["tts"]
     rec = Recording(asr)
     # the fake microphone: the sample at 44.1 kHz (what a sound card gives), then silence
     wav, _ = load_audio(SAMPLE, 16000, 1)
@@ -116,8 +117,8 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
     log: list[str] = []
 
     async def main():
-        async with running({"asr": rec, "duplex": duplex}, {"tts": "not used in this test"}) as srv, \
-                async_playwright() as pw:
+        async with running({"asr": rec, "duplex": duplex}, {"tts": "no tts model in this test"}) as srv, \
+                running({"tts": tts}) as tts_srv, async_playwright() as pw:
             ctx = await pw.chromium.launch_persistent_context(
                 str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
                 args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic_file}"],
@@ -155,12 +156,28 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
                 await page.click("#start")
                 await page.wait_for_selector("body[data-state=done]", timeout=30_000)
                 duplex_data = await page.evaluate("({...document.body.dataset})")
+
+                # TTS (on a server that has it): type, Speak, the model's audio plays, Speak again
+                page = await ctx.new_page()
+                await page.goto(str(tts_srv.make_url("/")))
+                await page.wait_for_selector("body[data-state=idle]", timeout=30_000)
+                assert await page.is_disabled("#mode-asr") and await page.is_visible("#tts-text")
+                await page.check("#mode-tts")
+                await page.click("#start")
+                await page.wait_for_selector("#speak:not([disabled])", timeout=30_000)
+                await page.fill("#tts-text", "hello world")
+                await page.click("#speak")
+                await page.wait_for_function("Number(document.body.dataset.audioFrames) > 0", timeout=30_000)
+                await page.wait_for_selector("#speak:not([disabled])", timeout=60_000)  # "spoken"
+                await page.click("#start")
+                await page.wait_for_selector("body[data-state=done]", timeout=30_000)
+                tts_data = await page.evaluate("({...document.body.dataset})")
             finally:
                 await ctx.close()
-        return asr_data, asr_words, error_text, duplex_data
+        return asr_data, asr_words, error_text, duplex_data, tts_data
 
     t0 = time.monotonic()
-    asr_data, asr_words, error_text, duplex_data = run(main(), timeout=200)
+    asr_data, asr_words, error_text, duplex_data, tts_data = run(main(), timeout=200)
     took = time.monotonic() - t0
     assert not [x for x in log if "error" in x.lower()], log
     assert asr_data["errors"] == "0" and not error_text.strip(), error_text
@@ -186,6 +203,8 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
     assert int(duplex_data["audioFrames"]) >= 50
     assert int(duplex_data["audioFrames"]) == int(duplex_data["acks"]) == int(duplex_data["framesSent"])
     assert duplex_data["errors"] == "0"
+    assert int(tts_data["audioFrames"]) > 0 and tts_data["errors"] == "0"
     print(f"browser test: {took:.1f} s; asr: {len(asr_words)} words, median latency {asr_data['latencyMs']} ms, "
           f"capture SNR {snr:.1f} dB (offset {offset}), "
-          f"overlap with the file's offline words {of_file:.0%}; duplex ({duplex_kind} model): {duplex_data['audioFrames']} audio frames")
+          f"overlap with the file's offline words {of_file:.0%}; duplex ({duplex_kind} model): {duplex_data['audioFrames']} audio frames; "
+          f"tts ({tts_kind} model): {tts_data['audioFrames']} audio frames, {tts_data['words']} words")

@@ -16,10 +16,12 @@ session are discarded.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import os
 import signal
+import socket
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -592,9 +594,7 @@ async def _serve(engines: dict, unavailable: dict[str, str], host: str, port: in
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        why = os.strerror(e.errno).lower() if e.errno else str(e)
-        raise TokenLMError(f"cannot listen on {host}:{port}: {why}"
-                           + (" (is another server running? pass --port)" if e.errno == 98 else "")) from None
+        raise _listen_error(host, port, e) from None
     addr = runner.addresses[0]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{addr[1]}/"
     modes = ", ".join(f"{m} (max {e.max_sessions} sessions)" for m, e in engines.items())
@@ -623,6 +623,26 @@ def run_server(engines: dict, unavailable: dict[str, str] | None = None, host: s
     asyncio.run(_serve(engines, dict(unavailable or {}), host, port, ready))
 
 
+def _listen_error(host: str, port: int, e: OSError) -> TokenLMError:
+    why = os.strerror(e.errno).lower() if e.errno else str(e)
+    return TokenLMError(f"cannot listen on {host}:{port}: {why}"
+                        + (" (is another server running? pass --port)" if e.errno == errno.EADDRINUSE else ""))
+
+
+def _check_port(host: str, port: int) -> None:
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            s.bind(addr)
+    except socket.gaierror as e:
+        raise TokenLMError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    except OSError as e:
+        raise _listen_error(host, port, e) from None
+
+
 def serve_command(args) -> int:
     """``tokenlm serve``: load the engines, log one line per session on stderr, serve until Ctrl-C."""
     if args.threads:
@@ -633,6 +653,7 @@ def serve_command(args) -> int:
         raise TokenLMError(f"--port must be 0..65535, got {args.port}")
     if not any(getattr(args, m) is None or str(getattr(args, m)).lower() != "none" for m in P.MODES):
         raise TokenLMError("every mode is switched off: leave at least one of --asr, --duplex, --tts on")
+    _check_port(args.host, args.port)  # before the models load: a busy port fails at once
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("tokenlm serve: %(message)s"))
     log.addHandler(handler)
