@@ -513,12 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are stepped together in one batch. Ctrl-C stops it.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8998, help="port (default: %(default)s; 0: any free port)")
-    p.add_argument("--max-sessions", type=positive_int, default=8, help="sessions per mode (default: %(default)s)")
+    p.add_argument("--max-sessions", type=positive_int, default=8, metavar="N",
+                   help="sessions per mode (default: %(default)s)")
     for mode in ("asr", "duplex", "tts"):
         p.add_argument(f"--{mode}", metavar="MODEL", default=None,
                        help=f"{mode} LM folder or bundled name (default: the bundled '{mode}' model if there "
                             "is one); 'none' switches the mode off")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
     return parser
