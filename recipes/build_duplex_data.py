@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         path = build_dialogues(args.out / split, codec, tokenizer, split=split, dialogues=dialogues[split],
                                frames=int(round(args.seconds * codec.frame_rate)), variants=variants[split],
                                answer_variants=args.answer_variants, num_codebooks=args.codebooks, seed=args.seed,
-                               write_wavs=split == "test")
+                               write_wavs=split == "test", codec_name=str(args.codec))
         print(f"{path}", file=sys.stderr)
     return 0
 

@@ -191,7 +191,7 @@ class DialogueData:
             raise TokenLMError("duplex: give one dialogue bank folder to --train (and one to --valid)")
         self.bank = DialogueBank(folders[0])
         self.meta, self.args = self.bank.meta, args
-        self.info = {"codec_name": "default", **self.meta}
+        self.info = {"codec_name": self.bank.header.get("codec_name", "default"), **self.meta}
         self.codes = list(self.bank.user)  # for the size report
         self.ids = [str(i) for i in range(len(self.codes))]
         self.dialogues: list[torch.Tensor] = []

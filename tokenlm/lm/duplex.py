@@ -142,7 +142,7 @@ def plan_dialogue(rng: random.Random, frames: int, questions: dict[int, list[int
 def build_dialogues(out: str | os.PathLike, codec, tokenizer, *, split: str = "train", dialogues: int = 1000,
                     frames: int = 500, variants: int = 40, answer_variants: int = 3,
                     num_codebooks: int | None = None, seed: int = 0, batch_size: int = 16,
-                    write_wavs: bool = False, progress: bool = True) -> Path:
+                    write_wavs: bool = False, progress: bool = True, codec_name: str = "default") -> Path:
     """Make ``out/bank.safetensors`` for ``split`` (see the module docstring). ``write_wavs`` also
     writes each dialogue's user audio to ``out/wav/`` and its script to ``out/dialogues.jsonl``
     (for evaluation through the real streaming path)."""
@@ -227,6 +227,7 @@ def build_dialogues(out: str | os.PathLike, codec, tokenizer, *, split: str = "t
     offsets = torch.tensor([0] + [c.shape[1] for c in a_codes]).cumsum(0)
     silence = codec.encode(torch.zeros(1, 1, hop * 12), num_codebooks=q)[0, :, drop:]
     header = {"format": "tokenlm-duplex-bank", "version": 1, "split": split, "codec": codec.token_fingerprint,
+              "codec_name": codec_name,
               "tokenizer": tokenizer.digest, "text_card": tokenizer.vocab_size, "frame_rate": fr,
               "num_codebooks": q, "codebook_size": codec.codebook_size, "pairs": pairs,
               "model_voice": "/".join(MODEL_VOICE), "answers": [{"text": t, "words": w} for t, w in zip(a_text, a_words)],
