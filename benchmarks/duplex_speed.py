@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         eng = load_engine("duplex", model, max_sessions=n)
         slots = [eng.open() for _ in range(n)]
         frames = {r: torch.randn(hop, generator=g) * 0.05 for r in slots}
-        ms = timed(lambda: eng.step(frames), max(20, args.frames // 2))
+        ms = timed(lambda e=eng, f=frames: e.step(f), max(20, args.frames // 2))
         batched.append({"sessions": n, "threads": args.batch_threads, "frame_ms": round(ms, 2),
                         "share_of_frame": round(ms / frame_ms, 3), "real_time": ms < frame_ms})
         print(f"{n} sessions batched, {args.batch_threads} thread(s): {ms:.2f} ms per frame = "
