@@ -24,6 +24,7 @@ test: $(STAMP) speech-deps browser-deps
 demo: $(STAMP) browser-deps
 	$(PY) examples/codec_roundtrip.py
 	$(PY) examples/asr_tts.py
+	$(PY) examples/duplex_demo.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/codec_speed.py

@@ -33,3 +33,17 @@ def test_asr_tts_example(tmp_path):
         assert (tmp_path / "spoken.wav").exists() and "heard back" in r.stdout
     elif "asr" in bundled_models():
         assert "TTS: skipped" in r.stdout
+
+
+def test_duplex_example(tmp_path):
+    from tokenlm.lm.checkpoint import bundled_models
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "duplex_demo.py"), "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    if "duplex" in bundled_models():
+        assert "model says:" in r.stdout and (tmp_path / "duplex.wav").exists() and "tokenlm serve" in r.stdout
+    else:
+        assert "duplex: skipped" in r.stdout
