@@ -192,12 +192,22 @@ class ASREngine(Engine):
             self.t[r] += 1
         return out
 
+    @property
+    def flush_frames(self) -> int:
+        """Frames without audio (``None`` inputs) that let the delayed text catch up at the end."""
+        return self.delay
+
+    def finish(self, slot: int) -> list[Word]:
+        """The last word, once the :attr:`flush_frames` frames have been stepped (batched with the
+        other sessions, so that one session ending does not stall them)."""
+        return self.decoders[slot].flush()
+
     def flush(self, slot: int) -> list[Word]:
-        """End of the audio: run the text delay out and return the last words."""
+        """End of the audio for one session alone: run the text delay out, return the last words."""
         words: list[Word] = []
-        for _ in range(self.delay):
+        for _ in range(self.flush_frames):
             words += self.step({slot: None})[slot].words
-        return words + self.decoders[slot].flush()
+        return words + self.finish(slot)
 
 
 class DuplexEngine(Engine):

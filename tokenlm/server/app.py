@@ -208,6 +208,10 @@ class ModeWorker:
             pad[: session.buf.size] = session.buf
             session.frames.append(_Frame(pad, session.last_seq, time.monotonic()))
             session.buf = np.zeros(0, np.float32)
+        if self.mode == "asr" and hasattr(self.engine, "finish"):
+            # the text lags the audio: frames without audio let it catch up, stepped with everyone else
+            for _ in range(self.engine.flush_frames):  # seq None: not the client's, never acknowledged
+                session.frames.append(_Frame(None, None, time.monotonic()))
         self._maybe_finish(session)
         self.wake.set()
 
@@ -302,6 +306,8 @@ class ModeWorker:
             s.send(P.pack_audio(out.frame, out.audio))
         if out.words:
             s.send(P.pack_text(out.frame, out.words))
+        if seq is None and self.mode == "asr":  # a flush frame after `end`: words only
+            return
         s.frames_out = out.frame + 1
         if self.mode == "tts":
             if out.done:
@@ -320,8 +326,9 @@ class ModeWorker:
         gen = s.generation
         words = []
         if self.mode == "asr" and hasattr(self.engine, "flush") and s.slot is not None:
+            finish = self.engine.finish if hasattr(self.engine, "finish") else self.engine.flush
             try:
-                words = await self.call(self.engine.flush, s.slot)
+                words = await self.call(finish, s.slot)
             except Exception as e:
                 s.error(f"end of stream failed: {type(e).__name__}: {e}", fatal=True)
                 return
