@@ -227,9 +227,12 @@ class DuplexEngine(Engine):
         self.history: list[deque] = [deque(maxlen=self.lag + 1) for _ in range(self.max_sessions)]
 
     def default_sampling(self):
-        # greedy text; the speech sampled a little (greedy audio tends to loop)
-        audio = Sampling(temperature=0.6, top_k=30)
-        return [Sampling() if self.streams[i].kind == "text" else audio for i in self.streams.generated]
+        # The text is sampled, not greedy: when to start answering is spread over a few frames in the
+        # data, so EPAD ("a word starts next") is never the single most likely token of any one frame
+        # and greedy decoding would never begin an answer; top-p keeps confident words deterministic.
+        # The speech is sampled a little (greedy audio tends to loop).
+        text, audio = Sampling(temperature=1.0, top_p=0.9), Sampling(temperature=0.6, top_k=30)
+        return [text if self.streams[i].kind == "text" else audio for i in self.streams.generated]
 
     def _reset(self, slot):
         self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
