@@ -23,6 +23,8 @@ from tokenlm.audio import load_audio, resample
 from .conftest import REPO, SAMPLE
 from .helpers import run, running
 
+QUESTIONS = REPO / "examples" / "data" / "questions.wav"
+
 pytestmark = pytest.mark.timeout(240)
 
 CHROMIUM = os.environ.get("TOKENLM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -140,7 +142,7 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
                     await page.wait_for_function(
                         f"Number(document.body.dataset.framesSent) >= {speech_frames - 45}", timeout=60_000)
                     await page.wait_for_timeout(300)  # let the newest word fade in
-                    await page.screenshot(path=str(shot_path))
+                    await page.screenshot(path=str(shot_path.with_name(shot_path.stem + "_asr.png")))
                 await page.wait_for_function(f"Number(document.body.dataset.framesSent) >= {speech_frames}",
                                              timeout=60_000)
                 await page.click("#start")  # Stop: the server flushes the last words, then closes
@@ -174,7 +176,31 @@ def test_browser_page_end_to_end(real_engines, tmp_path):
                 tts_data = await page.evaluate("({...document.body.dataset})")
             finally:
                 await ctx.close()
+            if shot_path is not None:  # the README's picture: the duplex model answering questions
+                await duplex_screenshot(pw, srv, shot_path)
         return asr_data, asr_words, error_text, duplex_data, tts_data
+
+    async def duplex_screenshot(pw, srv, path):
+        q, _ = load_audio(QUESTIONS, 16000, 1)
+        q_file = tmp_path / "questions.wav"
+        sf.write(q_file, resample(q, 16000, 44100)[0].numpy(), 44100, subtype="PCM_16")
+        ctx = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile-duplex"), executable_path=CHROMIUM, headless=True,
+            args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={q_file}"],
+            permissions=["microphone"], viewport={"width": 820, "height": 480},
+        )
+        try:
+            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+            await page.goto(str(srv.make_url("/")))
+            await page.wait_for_selector("body[data-state=idle]", timeout=30_000)
+            await page.check("#mode-duplex")
+            await page.click("#start")
+            frames = int(q.shape[-1] / 16000 * 25) + 25
+            await page.wait_for_function(f"Number(document.body.dataset.framesSent) >= {frames}", timeout=90_000)
+            await page.screenshot(path=str(path))
+            await page.click("#start")
+        finally:
+            await ctx.close()
 
     t0 = time.monotonic()
     asr_data, asr_words, error_text, duplex_data, tts_data = run(main(), timeout=200)

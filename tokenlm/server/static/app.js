@@ -5,7 +5,8 @@
 const KIND = { HANDSHAKE: 0, AUDIO: 1, TEXT: 2, CONTROL: 3, ERROR: 4 };
 const MODE_HELP = {
   asr: "Speak: your words appear as they are recognized.",
-  duplex: "Speak: the model listens and answers at the same time; its words and voice come back.",
+  duplex: "Ask it: \u201cwhat is three plus four\u201d, \u201cwhat color is the sky\u201d, \u201cwhat is the " +
+    "opposite of hot\u201d, \u201chow are you\u201d. It listens while it answers: talk over it and it stops.",
   tts: "Type text and press Speak: the model's voice plays as it is generated.",
 };
 
