@@ -519,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{mode}", metavar="MODEL", default=None,
                        help=f"{mode} LM folder or bundled name (default: the bundled '{mode}' model if there "
                             "is one); 'none' switches the mode off")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="torch CPU threads (default 1: with 2, a 2-core machine misses real time even for one "
+                   "duplex session, since each step waits for a thread the server's own work has delayed)")
     p.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
     return parser
