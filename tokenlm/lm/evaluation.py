@@ -200,6 +200,21 @@ def evaluate_duplex(model: str, data: str | Path, out_dir: str | Path, asr_model
             turns.append(row)
     judges = ["said", "tokenlm_asr", "pocketsphinx"] if tr is not None else ["said", "pocketsphinx"]
     scores = {j: round(wer([r["answer"] for r in turns], [r[j] for r in turns]), 4) for j in judges}
+    # how well the judges do on the expected answers themselves, recorded in the model's voice and
+    # passed through the codec (the training targets): the floor any model's speech is held to
+    reference = {}
+    if (data / "bank.safetensors").exists():
+        from .duplex import DialogueBank
+
+        bank = DialogueBank(data)
+        refs, hyps = [], {"tokenlm_asr": [], "pocketsphinx": []}
+        for codes, a in zip(bank.answer_codes, bank.header["answers"]):
+            wav = torch.nn.functional.pad(eng.codec.decode(codes[None, : eng.q].to(eng.device))[0, 0].cpu(), (4000, 4000))
+            refs.append(a["text"])
+            hyps["pocketsphinx"].append(ps.transcribe(wav))
+            if tr is not None:
+                hyps["tokenlm_asr"].append(" ".join(w.word for w in tr.transcribe(wav[None], sr)))
+        reference = {j: round(wer(refs, h), 4) for j, h in hyps.items() if h}
     exact = sum(r["said"] == r["answer"] for r in turns) / max(1, len(turns))
     stopped = [s for s in stops if s is not None]
     result = {"model": str(model), "data": str(data), "dialogues": len(rows_in), "answers_scored": len(turns),
@@ -207,12 +222,15 @@ def evaluate_duplex(model: str, data: str | Path, out_dir: str | Path, asr_model
               "answer_accuracy": round(exact, 4), "barge_ins": len(stops),
               "stopped_within_0.5s": round(sum(s <= 0.5 for s in stopped) / max(1, len(stops)), 4),
               "median_stop_seconds": round(sorted(stopped)[len(stopped) // 2], 3) if stopped else None,
+              "judges_on_reference_answers": reference,
               "voices": sorted({r["voice"] for r in turns}), "turns": turns, "stops": stops}
     names = {"said": "its own words (inner monologue)", "tokenlm_asr": "its speech, transcribed by tokenlm ASR",
              "pocketsphinx": "its speech, transcribed by pocketsphinx"}
     table = (f"Full-duplex answers on {len(rows_in)} held-out dialogues ({len(turns)} answers, voices never heard "
              f"in training)\n\n| what is scored | WER vs expected answers |\n|---|---|\n"
              + "".join(f"| {names[j]} | {100 * scores[j]:.1f}% |\n" for j in judges)
+             + "".join(f"| reference: the expected answers in the model's voice through the codec, {j} | "
+                       f"{100 * v:.1f}% |\n" for j, v in reference.items())
              + f"\nExact answers (inner monologue): {100 * exact:.1f}%. Barge-ins: {len(stops)}; the model stopped "
              f"talking within 0.5 s in {100 * result['stopped_within_0.5s']:.1f}% "
              f"(median {result['median_stop_seconds']} s).\n")
