@@ -100,12 +100,20 @@ class ResidualBlock(nn.Module):
 # ---- a small causal transformer for the bottleneck ------------------------------------------
 
 
-def rope(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotary embedding of x ``[B, H, T, D]`` at integer positions ``pos [B, T]``."""
-    d = x.shape[-1] // 2
-    freqs = torch.exp(-math.log(base) * torch.arange(d, device=x.device, dtype=torch.float32) / d)
+def rope_cos_sin(pos: torch.Tensor, dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin ``[B, 1, T, dim / 2]`` of the rotary angles at integer positions ``pos [B, T]``."""
+    d = dim // 2
+    freqs = torch.exp(-math.log(base) * torch.arange(d, device=pos.device, dtype=torch.float32) / d)
     angles = pos[:, None, :, None].float() * freqs  # [B, 1, T, d]
-    cos, sin = angles.cos(), angles.sin()
+    return angles.cos(), angles.sin()
+
+
+def rope(x: torch.Tensor, pos: torch.Tensor | None = None, base: float = 10000.0, *,
+         cos_sin: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Rotary embedding of x ``[B, H, T, D]`` at integer positions ``pos [B, T]`` (or with the
+    ``cos_sin`` that :func:`rope_cos_sin` gave for them, to share between calls)."""
+    cos, sin = cos_sin if cos_sin is not None else rope_cos_sin(pos, x.shape[-1], base)
+    d = x.shape[-1] // 2
     x1, x2 = x[..., :d].float(), x[..., d:].float()
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
 
@@ -169,9 +177,10 @@ class CausalTransformer(StreamingModule):
         mask = kvalid[:, None, :] & (delta >= 0) & (delta < self.context)
         mask = mask[:, None]  # [B, 1, F, K]
         new_k, new_v = [], []
+        cos_sin = rope_cos_sin(qpos, self.dim // self.heads)  # the same for every layer
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(layer.norm1(h)).view(b, f, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            q, k = rope(q, qpos), rope(k, qpos)  # [B, H, F, Dh]
+            q, k = rope(q, cos_sin=cos_sin), rope(k, cos_sin=cos_sin)  # [B, H, F, Dh]
             if st is not None:
                 k = torch.cat([st.k[:, i], k], 2)
                 v = torch.cat([st.v[:, i], v], 2)

@@ -64,6 +64,18 @@ class ResidualQuantizer(nn.Module):
     def codebooks(self) -> torch.Tensor:  # [Q, K, Dc]
         return self.vq.codebooks
 
+    def _inference_codebooks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stacked fp32 codebooks ``[Q, K, Dc]`` and their squared norms ``[Q, K]``, kept
+        between calls (stacking copies them: a streaming codec would do it every frame) and
+        rebuilt whenever a codebook changes (EMA updates, loading, moving)."""
+        embeds = [layer._codebook.embed for layer in self.vq.layers]
+        key = tuple((e.data_ptr(), e._version, e.dtype) for e in embeds)
+        cache = getattr(self, "_codebook_cache", None)
+        if cache is None or cache[0] != key:
+            cb = self.vq.codebooks.detach().float()
+            cache = self._codebook_cache = (key, cb, (cb * cb).sum(-1))
+        return cache[1], cache[2]
+
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
         """Training path. x ``[B, D, F]``."""
         with torch.autocast(x.device.type, enabled=False):
@@ -79,13 +91,14 @@ class ResidualQuantizer(nn.Module):
         """x ``[B, D, F]`` -> codes ``[B, num_codebooks, F]`` (greedy: a prefix of the full encode)."""
         with torch.autocast(x.device.type, enabled=False):
             z = self.vq.project_in(rearrange(x.float(), "b d f -> b f d"))
-            return rvq_encode(rearrange(z, "b f d -> b d f"), self.codebooks[:num_codebooks])
+            cb, norms = self._inference_codebooks()
+            return rvq_encode(rearrange(z, "b f d -> b d f"), cb[:num_codebooks], norms[:num_codebooks])
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes ``[B, Q, F]`` (Q <= num_codebooks) -> ``[B, D, F]``."""
         with torch.autocast(codes.device.type, enabled=False):
-            z = codebook_lookup_sum(codes, self.codebooks)  # [B, Dc, F]
+            z = codebook_lookup_sum(codes, self._inference_codebooks()[0])  # [B, Dc, F]
             return rearrange(self.vq.project_out(rearrange(z, "b d f -> b f d")), "b f d -> b d f")
 
     @torch.no_grad()

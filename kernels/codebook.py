@@ -41,21 +41,24 @@ def codebook_lookup_sum_ref(codes: torch.Tensor, codebooks: torch.Tensor) -> tor
     return out.transpose(1, 2)
 
 
-def rvq_encode_ref(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+def rvq_encode_ref(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
     """Greedy residual quantization: x ``[B, D, F]``, codebooks ``[Q, K, D]`` -> codes ``[B, Q, F]`` (int64).
 
     Stage q picks the codeword nearest (L2) to the residual left by stages < q, so the
     first n codes are the encoding with n codebooks. Distances are ``|e|^2 - 2 r.e`` in fp32
-    and exact ties go to the lowest index.
+    and exact ties go to the lowest index. ``norms [Q, K]``: the codewords' ``|e|^2`` when the
+    caller keeps them (a streaming encoder calls this every frame with the same codebooks).
     """
     b, d, f = x.shape
     residual = x.float().transpose(1, 2).reshape(-1, d)  # [N, D]
     cb = codebooks.float()
+    if norms is None:
+        norms = (cb * cb).sum(-1)
     out = []
     for q in range(cb.shape[0]):
         e = cb[q]  # [K, D]
         # |r - e|^2 = |r|^2 - 2 r.e + |e|^2; |r|^2 is the same for every codeword
-        dist = (e * e).sum(-1) - 2.0 * residual @ e.T  # [N, K]
+        dist = norms[q] - 2.0 * residual @ e.T  # [N, K]
         idx = dist.argmin(-1)  # [N]
         residual = residual - e[idx]
         out.append(idx)
@@ -120,10 +123,10 @@ def codebook_lookup_sum(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.T
     return (fn or codebook_lookup_sum_ref)(codes, codebooks)
 
 
-def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
-    """See :func:`rvq_encode_ref`."""
+def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
+    """See :func:`rvq_encode_ref` (the Triton version computes the norms itself)."""
     fn = triton_impl("codebook_triton", "rvq_encode", x, codebooks)
-    return (fn or rvq_encode_ref)(x, codebooks)
+    return fn(x, codebooks) if fn is not None else rvq_encode_ref(x, codebooks, norms)
 
 
 def embedding_sum(ids: torch.Tensor, tables, out_dtype: torch.dtype | None = None) -> torch.Tensor:

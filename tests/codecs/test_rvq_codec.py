@@ -148,6 +148,24 @@ def test_inference_path_matches_vector_quantize_pytorch(tiny_codec, speechlike):
     assert torch.allclose(c.quantizer.decode(codes), quantized.transpose(1, 2), atol=1e-5)
 
 
+def test_kept_codebooks_follow_changes_to_the_quantizer(tiny_codec, speechlike):
+    """encode/decode keep the stacked codebooks between calls; changing a codebook in place
+    (EMA updates, load_state_dict) must not leave them stale."""
+    import copy
+
+    c = copy.deepcopy(tiny_codec)
+    z = c.encoder(speechlike).detach()
+    before = c.quantizer.encode(z, c.num_codebooks)
+    with torch.no_grad():
+        for layer in c.quantizer.vq.layers:
+            layer._codebook.embed.copy_(layer._codebook.embed.flip(1))  # same codewords, new order
+    after = c.quantizer.encode(z, c.num_codebooks)
+    fresh = rvq_encode_ref(c.quantizer.vq.project_in(z.transpose(1, 2)).transpose(1, 2), c.quantizer.codebooks)
+    assert torch.equal(after, fresh) and not torch.equal(after, before)
+    expected = codebook_lookup_sum_ref(after, c.quantizer.codebooks)
+    assert torch.allclose(c.quantizer.decode(after), c.quantizer.vq.project_out(expected.transpose(1, 2)).transpose(1, 2))
+
+
 def test_kernel_references_agree_with_a_direct_computation():
     g = torch.Generator().manual_seed(0)
     codebooks = torch.randn(3, 50, 8, generator=g)

@@ -46,6 +46,24 @@ def test_streaming_with_cache_equals_full_forward(streams):
             torch.testing.assert_close(logits[s], full[s][:, t], atol=2e-5, rtol=1e-4)
 
 
+def test_streamer_follows_weight_changes():
+    # the streamer keeps fused copies of some weights; loading new ones in place must reach them
+    model, other = tiny_lm(DUPLEX), tiny_lm(DUPLEX, num_layers=2)
+    torch.manual_seed(1)
+    other = TokenLM(other.config).eval()
+    delayed, _ = random_tokens(DUPLEX, 2, 4)
+    st = LMStreamer(model, 2)
+    st.start()
+    st.step(delayed[:, :, 0])
+    model.load_state_dict(other.state_dict())
+    st.start()
+    ref = other(delayed)
+    for t in range(delayed.shape[2]):
+        _, logits = st.step(delayed[:, :, t], return_logits=True)
+        for s in range(len(ref)):
+            torch.testing.assert_close(logits[s], ref[s][:, t], atol=2e-5, rtol=1e-4)
+
+
 def test_kernel_route_gives_the_same_logits():
     # the route CUDA takes (tokenlm.kernels: decode attention, sampling), here through the references
     model = tiny_lm(DUPLEX)

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from ..kernels import decode_attention, sample_tokens
-from .model import TokenLM, rope_angles
+from ..kernels import decode_attention, embedding_sum, pack_embedding_tables, sample_tokens
+from .model import TokenLM, apply_rope, rope_angles
 from .streams import UNGENERATED, ZERO
 
 __all__ = ["Sampling", "sample", "LMStreamer"]
@@ -73,10 +74,12 @@ class LMStreamer:
         self.device, self.dtype = p.device, p.dtype
         self.context = cfg.context
         kv, hd = cfg.num_kv_heads or cfg.num_heads, model.head_dim
-        shape = (batch_size, kv, cfg.context, hd)
+        # ring slots 0 .. context-1, plus one scratch slot (never visible) that sessions which
+        # are not live write to: every row writes every step, with no read-modify-write
+        shape = (batch_size, kv, cfg.context + 1, hd)
         self.cache = [(torch.zeros(shape, device=self.device, dtype=self.dtype),
                        torch.zeros(shape, device=self.device, dtype=self.dtype)) for _ in model.blocks]
-        self.slot_pos = torch.full((batch_size, cfg.context), -1, dtype=torch.long, device=self.device)
+        self.slot_pos = torch.full((batch_size, cfg.context + 1), -1, dtype=torch.long, device=self.device)
         self.pos = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.live = torch.zeros(batch_size, dtype=torch.bool, device=self.device)
         self.prev = model.start_ids.to(self.device)[None].repeat(batch_size, 1)
@@ -88,6 +91,7 @@ class LMStreamer:
         self._depth_cache: list = []
         self._rows = torch.arange(batch_size, device=self.device)
         self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
+        self._fused: tuple | None = None  # (weights' versions, packed embeddings, fused qkv weights)
 
     # --- sessions
     def _mask(self, rows) -> torch.Tensor:
@@ -120,30 +124,47 @@ class LMStreamer:
         return sample_tokens(logits, params.temperature, params.top_k, params.top_p, u)
 
     # --- the step
+    def _fused_weights(self):
+        """The step's fused weights: the stream embeddings packed into one table and each block's
+        q and kv projections in one matrix. Rebuilt when the model's weights change in place."""
+        m = self.model
+        params = [t.weight for t in m.embed.tables]
+        for blk in m.blocks:
+            params += [blk.attn.wq.weight, blk.attn.wkv.weight]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if self._fused is None or self._fused[0] != key:
+            tables = pack_embedding_tables([t.weight.detach() for t in m.embed.tables])
+            qkv = [torch.cat([blk.attn.wq.weight, blk.attn.wkv.weight]).detach() for blk in m.blocks]
+            self._fused = (key, tables, qkv)
+        return self._fused[1], self._fused[2]
+
     @torch.no_grad()
     def temporal_step(self) -> torch.Tensor:
         """Run the temporal transformer on the previous frame's tokens; ``[B, D]``."""
         m = self.model
-        x = m.embed(self.prev[:, :, None])  # [B, 1, D]
-        pos = self.pos
-        slot = pos % self.context
-        live = self.live
-        # live sessions write this frame's keys into their ring slot
-        self.slot_pos[self._rows, slot] = torch.where(live, pos, self.slot_pos[self._rows, slot])
+        tables, qkv_weights = self._fused_weights()
+        x = embedding_sum(self.prev[:, :, None], tables)  # [B, 1, D]
+        b, pos, live, c = self.batch_size, self.pos, self.live, self.context
+        # live sessions write this frame's keys into their ring slot, the others into the scratch slot
+        slot = torch.where(live, pos % c, c)
+        self.slot_pos[self._rows, slot] = torch.where(live, pos, -1)
         sp = self.slot_pos
-        visible = (sp >= 0) & (sp <= pos[:, None]) & (sp > (pos - self.context)[:, None])
-        mask = visible[:, None, None, :]  # [B, 1, 1, C]
-        rope = rope_angles(pos[:, None], m.head_dim, m.config.rope_theta, x.dtype)
-        for blk, (ck, cv) in zip(m.blocks, self.cache):
-            q, k, v = blk.attn.qkv(blk.norm1(x), rope)
-            keep = live[:, None, None]
-            ck[self._rows, :, slot] = torch.where(keep, k[:, :, 0], ck[self._rows, :, slot])
-            cv[self._rows, :, slot] = torch.where(keep, v[:, :, 0], cv[self._rows, :, slot])
+        visible = (sp >= 0) & (sp <= pos[:, None]) & (sp > (pos - c)[:, None])  # [B, C + 1]
+        mask = visible[:, None, None, :]  # [B, 1, 1, C + 1]
+        cos, sin = rope_angles(pos[:, None], m.head_dim, m.config.rope_theta, x.dtype)
+        attn = m.blocks[0].attn
+        h, hkv, hd = attn.heads, attn.kv_heads, attn.head_dim
+        for blk, w_qkv, (ck, cv) in zip(m.blocks, qkv_weights, self.cache):
+            qkv = F.linear(blk.norm1(x), w_qkv)[:, 0]  # [B, (H + 2 Hkv) hd]
+            q = apply_rope(qkv[:, : h * hd].view(b, h, 1, hd), cos, sin)
+            k = apply_rope(qkv[:, h * hd: (h + hkv) * hd].view(b, hkv, 1, hd), cos, sin)
+            ck[self._rows, :, slot] = k[:, :, 0]
+            cv[self._rows, :, slot] = qkv[:, (h + hkv) * hd:].view(b, hkv, hd)
             if self.use_kernels:
                 o = decode_attention(q[:, :, 0], ck, cv, visible)  # [B, H, hd]
-                x = x + blk.attn.wo(o.reshape(x.shape[0], 1, -1))
-            else:
-                x = x + blk.attn.attend(q, ck, cv, mask)
+            else:  # grouped queries share their kv head without copying the cache
+                o = F.scaled_dot_product_attention(q.view(b, hkv, h // hkv, hd), ck, cv, attn_mask=mask)
+            x = x + blk.attn.wo(o.reshape(b, 1, h * hd))
             x = x + blk.ffn(blk.norm2(x))
         return m.norm(x)[:, 0]
 
