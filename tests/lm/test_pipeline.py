@@ -216,6 +216,19 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     assert cli(["speak", "...", "-o", str(tmp_path / "x.wav"), "--model", str(straight / "model")]) == 1
     assert not (tmp_path / "x.wav").exists()
 
+    # evaluation, with the reference row: the imitated voice through the same codec and judges
+    from tokenlm.lm.evaluation import evaluate_tts, reference_voice_for
+
+    assert reference_voice_for("kal16") == ("flite", "kal16")
+    assert reference_voice_for("awb,kal16") is None and reference_voice_for(None) is None
+    res = evaluate_tts(str(straight / "model"), ["two cats", "three dogs"], tmp_path / "eval", asr_model=None,
+                       reference=("flite", "kal16"), save_audio=1)
+    assert res["sentences"] == 2 and res["reference"]["sentences"] == 2
+    assert set(res["reference"]["wer"]) == {"pocketsphinx"} and 0 <= res["reference"]["wer"]["pocketsphinx"] < 5
+    table = (tmp_path / "eval" / "tts_eval.md").read_text()
+    assert "| the model | 2 |" in table and "| reference: flite kal16 through the codec (4 codebooks) | 2 |" in table
+    assert (tmp_path / "eval" / "tts_samples" / "sample_0.wav").exists()
+
 
 def test_two_cpu_processes_over_gloo(toy, tmp_path):
     out = tmp_path / "ddp"

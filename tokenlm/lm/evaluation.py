@@ -114,35 +114,83 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
     return result
 
 
+def reference_voice_for(voices: str) -> tuple[str, str] | None:
+    """The synthetic voice a TTS model imitates, when it was trained on exactly one of the
+    corpus's voices (``voices`` as the model header records it, e.g. ``"kal16"``)."""
+    from ..data import tts
+
+    names = [v for v in str(voices or "").split(",") if v]
+    if len(names) != 1:
+        return None
+    for engine in ("flite", "espeak-ng"):
+        try:
+            if names[0] in tts.get_engine(engine).voices():
+                return engine, names[0]
+        except Exception:  # engine missing on this machine
+            continue
+    return None
+
+
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
-                 seed: int = 0, save_audio: int = 4) -> dict:
+                 seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto") -> dict:
+    """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR.
+
+    ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
+    sentences through the same codec and codebooks (what a perfect model of that voice would
+    score: the judges' and the codec's share of the WER); ``"auto"`` finds it from the model's
+    training voices when there is exactly one; None skips it."""
     from ..audio import save_audio as write_audio
+    from .duplex import _speak
     from .tasks import Speaker, Transcriber
 
     sp = Speaker(model)
     ps = Pocketsphinx()
     tr = Transcriber(asr_model) if asr_model else None
+    if reference == "auto":
+        reference = reference_voice_for(sp.lm.header.get("voices"))
     out_dir = Path(out_dir)
-    rows, t_gen, audio_s = [], 0.0, 0.0
+    judges = ["pocketsphinx"] + (["tokenlm_asr"] if tr is not None else [])
+
+    def judge(wav: torch.Tensor) -> dict:
+        row = {"pocketsphinx": ps.transcribe(wav[0])}
+        if tr is not None:
+            row["tokenlm_asr"] = " ".join(w.word for w in tr.transcribe(wav, sp.codec.sample_rate))
+        return row
+
+    rows, ref_rows, t_gen, audio_s = [], [], 0.0, 0.0
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
         wav = sp.speak(text, seed=seed + i)
         t_gen += time.perf_counter() - t0
         audio_s += wav.shape[-1] / sp.codec.sample_rate
-        row = {"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2),
-               "pocketsphinx": ps.transcribe(wav[0])}
-        if tr is not None:
-            row["tokenlm_asr"] = " ".join(w.word for w in tr.transcribe(wav, sp.codec.sample_rate))
+        rows.append({"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2), **judge(wav)})
         if i < save_audio:
             write_audio(out_dir / "tts_samples" / f"sample_{i}.wav", wav, sp.codec.sample_rate)
-        rows.append(row)
-    judges = ["pocketsphinx"] + (["tokenlm_asr"] if tr is not None else [])
+        if reference:
+            try:
+                ref, _ = _speak(text, reference[0], reference[1], 1.0, 1.0, seed + i)
+            except TokenLMError:  # the engine's words do not line up with the text: skip it
+                continue
+            with torch.no_grad():
+                codes = sp.codec.encode(ref[None, None].to(sp.device), num_codebooks=sp.q)
+                ref = sp.codec.decode(codes)[0].cpu()
+            ref_rows.append({"text": text, **judge(ref)})
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "rows": rows}
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
-             f"{sp.voices})\n\n| judge | WER |\n|---|---|\n"
-             + "".join(f"| {j} | {100 * scores[j]:.1f}% |\n" for j in judges))
+             f"{sp.voices})\n\n| speech | sentences | " + " | ".join(judges) + " |\n|---|---|"
+             + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
+             + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")
+    if ref_rows:
+        ref_scores = {j: round(wer([r["text"] for r in ref_rows], [r[j] for r in ref_rows]), 4) for j in judges}
+        name = f"{reference[0]} {reference[1]} through the codec ({sp.q} codebooks)"
+        result["reference"] = {"voice": list(reference), "sentences": len(ref_rows), "wer": ref_scores,
+                               "rows": ref_rows}
+        table += (f"| reference: {name} | {len(ref_rows)} | "
+                  + " | ".join(f"{100 * ref_scores[j]:.1f}%" for j in judges) + " |\n")
+        table += ("\nThe reference row is the voice the model imitates, speaking the same sentences through the "
+                  "same codec: the WER a perfect model would get from these judges.\n")
     _write(out_dir, "tts_eval", result, table)
     return result
 
