@@ -228,6 +228,8 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     table = (tmp_path / "eval" / "tts_eval.md").read_text()
     assert "| the model | 2 |" in table and "| reference: flite kal16 through the codec (4 codebooks) | 2 |" in table
     assert (tmp_path / "eval" / "tts_samples" / "sample_0.wav").exists()
+    assert (tmp_path / "eval" / "tts_samples" / "sample_0_reference.wav").exists()
+    assert (tmp_path / "eval" / "tts_spectrograms.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_two_cpu_processes_over_gloo(toy, tmp_path):

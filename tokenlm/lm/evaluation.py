@@ -158,6 +158,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         return row
 
     rows, ref_rows, t_gen, audio_s = [], [], 0.0, 0.0
+    shown: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # for the spectrogram figure
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
         wav = sp.speak(text, seed=seed + i)
@@ -166,15 +167,21 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         rows.append({"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2), **judge(wav)})
         if i < save_audio:
             write_audio(out_dir / "tts_samples" / f"sample_{i}.wav", wav, sp.codec.sample_rate)
+        ref = None
         if reference:
             try:
                 ref, _ = _speak(text, reference[0], reference[1], 1.0, 1.0, seed + i)
             except TokenLMError:  # the engine's words do not line up with the text: skip it
-                continue
+                ref = None
+        if ref is not None:
             with torch.no_grad():
                 codes = sp.codec.encode(ref[None, None].to(sp.device), num_codebooks=sp.q)
                 ref = sp.codec.decode(codes)[0].cpu()
             ref_rows.append({"text": text, **judge(ref)})
+            if i < save_audio:
+                write_audio(out_dir / "tts_samples" / f"sample_{i}_reference.wav", ref, sp.codec.sample_rate)
+        if len(shown) < 2:
+            shown.append((text, wav.cpu(), ref))
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "rows": rows}
@@ -192,7 +199,41 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         table += ("\nThe reference row is the voice the model imitates, speaking the same sentences through the "
                   "same codec: the WER a perfect model would get from these judges.\n")
     _write(out_dir, "tts_eval", result, table)
+    if shown:
+        spectrograms(shown, sp.codec.sample_rate, out_dir / "tts_spectrograms.png",
+                     f"{reference[0]} {reference[1]}, codec {sp.q}q" if reference else None)
     return result
+
+
+def spectrograms(items: list[tuple[str, torch.Tensor, torch.Tensor | None]], sample_rate: int, path: Path,
+                 reference_label: str | None = None) -> Path:
+    """Log-mel spectrograms, one row per sentence: the model's speech, and beside it the
+    reference (when there is one). PNG through matplotlib's Agg backend."""
+    import torchaudio.transforms as T
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..fileio import atomic_write
+
+    mel = T.MelSpectrogram(sample_rate, n_fft=1024, hop_length=160, n_mels=80)
+    cols = 2 if any(r is not None for _, _, r in items) else 1
+    fig = Figure(figsize=(6 * cols, 2.6 * len(items)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(items), cols, squeeze=False)
+    for row, (text, wav, ref) in enumerate(items):
+        for col, (x, who) in enumerate([(wav, "the model"), (ref, reference_label or "reference")][:cols]):
+            ax = axes[row][col]
+            if x is None:
+                ax.axis("off")
+                continue
+            db = 10 * torch.log10(mel(x.float()[0]) + 1e-8)
+            ax.imshow(db.clamp(min=db.max() - 80).numpy(), origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, x.shape[-1] / sample_rate, 0, db.shape[0]))
+            ax.set_title(f"{who}: {text[:60]}", fontsize=8)
+            ax.set_xlabel("seconds", fontsize=8)
+            ax.set_ylabel("mel bin", fontsize=8)
+            ax.tick_params(labelsize=7)
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def evaluate_duplex(model: str, data: str | Path, out_dir: str | Path, asr_model: str | None = "asr",
