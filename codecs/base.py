@@ -69,6 +69,12 @@ class Codec(nn.Module):
             cached = self._fingerprint_cache = (key, fingerprint_state(self.config_dict, state))
         return cached[1]
 
+    def codebook_vectors(self) -> torch.Tensor:
+        """The vector each code stands for, ``[num_codebooks, codebook_size, D]`` (fp32, detached):
+        what a token LM can use to embed codes by their meaning. Codecs without codebooks of vectors
+        raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose codebook vectors")
+
     def token_state_keys(self, state: dict) -> list[str]:
         """The weights that decide what a code means (encoder and codebooks); all by default."""
         return list(state)

@@ -184,6 +184,9 @@ class RVQCodec(Codec):
         return [k for k in state if k.startswith(("encoder.", "quantizer."))
                 and not k.endswith(("._codebook.embed_avg", "._codebook.cluster_size"))]
 
+    def codebook_vectors(self) -> torch.Tensor:
+        return self.quantizer._inference_codebooks()[0].clone()
+
     def forward(self, wav: torch.Tensor, frozen_codes: int | None = None) -> CodecOutput:
         """Training forward: wav ``[B, C, T]`` (T a multiple of hop_length).
 

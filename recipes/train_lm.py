@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--init-from", metavar="LM", help="start from a trained LM (folder or bundled name): its "
                    "config and weights, a fresh optimizer")
     m.add_argument("--codebooks", type=int, default=None, help="use the first N codebooks of the shards")
+    m.add_argument("--codec-features", action="store_true", help="a new model embeds audio codes through "
+                   "the codec's own codebook vectors (LMConfig.codec_features; loads the codec the shards name)")
     m.add_argument("--text-delay", type=int, default=15, help="asr: frames the text lags the audio")
     m.add_argument("--audio-delay", type=int, default=2, help="tts: frames the audio lags the text")
     m.add_argument("--acoustic-delay", type=int, default=1, help="tts: extra lag of codebooks 1..")
@@ -112,6 +115,23 @@ def build_config(args, streams):
         except json.JSONDecodeError:
             fields[key] = value
     return LMConfig(streams=streams.to_list(), **fields)
+
+
+def shard_codec_codebooks(name: str, fingerprint: str) -> torch.Tensor:
+    """The codebook vectors of the codec that made the shards (checked by its token fingerprint)."""
+    import tokenlm.codecs as tc
+    from tokenlm.errors import TokenLMError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codec = tc.load(name)
+    if codec.token_fingerprint != fingerprint:
+        raise TokenLMError(f"--codec-features: the codec '{name}' found here is not the one that made the shards "
+                           f"(token fingerprint {codec.token_fingerprint} != {fingerprint})")
+    try:
+        return codec.codebook_vectors()
+    except NotImplementedError as e:
+        raise TokenLMError(f"--codec-features: {e}") from None
 
 
 def select_voices(shards, manifest: Path, voices: str) -> list[int]:
@@ -273,7 +293,13 @@ def main(argv=None) -> int:
                                f"({[(s.name, s.delay) for s in cfg.stream_specs][:3]}...)")
     else:
         cfg = build_config(args, streams)
+        codebooks = None
+        if args.codec_features:
+            codebooks = shard_codec_codebooks(shards.info.get("codec_name", "default"), meta["codec"])
+            cfg.codec_features = codebooks.shape[-1]
     model = TokenLM(cfg)
+    if init is None and resume_from is None and cfg.codec_features:
+        model.set_codec_codebooks(codebooks)
     if init is not None:
         model.load_state_dict(init.model.state_dict())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "prev_emb" not in n]

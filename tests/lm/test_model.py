@@ -31,10 +31,22 @@ def random_tokens(streams, b, t, seed=0):
 DUPLEX = Streams.build(20, 16, 3, audio_delay=2, acoustic_delay=1, input_audio=True)
 
 
-@pytest.mark.parametrize("streams", [DUPLEX, Streams.asr(20, 16, 3, text_delay=3)], ids=["duplex", "asr"])
-def test_streaming_with_cache_equals_full_forward(streams):
+def codec_feature_lm(streams, dc=6, seed=0) -> TokenLM:
+    model = tiny_lm(streams, codec_features=dc)
+    g = torch.Generator().manual_seed(seed)
+    model.set_codec_codebooks(torch.randn(3, 16, dc, generator=g) * torch.tensor([3.0, 1.0, 0.3])[:, None, None])
+    # training moves the tables away from their zero start: make them matter in the test too
+    with torch.no_grad():
+        for t in model.embed.tables:
+            t.weight.add_(torch.randn(t.weight.shape, generator=g) * 0.02)
+    return model
+
+
+@pytest.mark.parametrize("streams,features", [(DUPLEX, False), (Streams.asr(20, 16, 3, text_delay=3), False),
+                                              (DUPLEX, True)], ids=["duplex", "asr", "duplex-codec-features"])
+def test_streaming_with_cache_equals_full_forward(streams, features):
     # 21 frames > context (8): the ring cache wraps and the sliding window is exercised
-    model = tiny_lm(streams)
+    model = codec_feature_lm(streams) if features else tiny_lm(streams)
     delayed, _ = random_tokens(streams, 2, 18)
     full = model(delayed)
     st = LMStreamer(model, batch_size=2)
@@ -62,6 +74,32 @@ def test_streamer_follows_weight_changes():
         _, logits = st.step(delayed[:, :, t], return_logits=True)
         for s in range(len(ref)):
             torch.testing.assert_close(logits[s], ref[s][:, t], atol=2e-5, rtol=1e-4)
+
+
+def test_codec_features_embed_codes_by_their_vectors():
+    streams = Streams.asr(20, 16, 3, text_delay=3)
+    model = tiny_lm(streams, codec_features=4)
+    with pytest.raises(ValueError, match="do not fit"):
+        model.set_codec_codebooks(torch.randn(3, 16, 5))
+    with pytest.raises(ValueError, match="takes no codebooks"):
+        tiny_lm(streams).set_codec_codebooks(torch.randn(3, 16, 4))
+    cb = torch.randn(4, 16, 4)  # a codec may have more codebooks than the model uses
+    cb[0, 5] = cb[0, 9]  # two codes of codebook 0 that mean the same vector
+    model.set_codec_codebooks(cb)
+    w = model.embed.weights()
+    a0 = [i for i, s in enumerate(streams) if s.name == "audio_0"][0]
+    torch.testing.assert_close(w[a0][5], w[a0][9])  # same vector, same embedding at the start
+    assert not torch.equal(w[a0][5], w[a0][6])
+    # the summed latent is scaled to unit rms; the special rows (START) keep their own embedding
+    full = model.embed.codebooks.pow(2).sum(-1).mean(-1).sum() / 4
+    assert abs(float(full) - 1.0) < 1e-4
+    assert w[a0].shape[0] == streams[a0].input_vocab and w[a0][16].abs().sum() > 0
+    # gradients reach both the projection and the tables
+    delayed, valid = random_tokens(streams, 2, 6)
+    model.train()
+    model.loss(delayed, valid)[0].backward()
+    assert model.embed.feature_proj.weight.grad.abs().sum() > 0
+    assert model.embed.tables[a0].weight.grad.abs().sum() > 0
 
 
 def test_kernel_route_gives_the_same_logits():

@@ -189,7 +189,7 @@ def test_an_lm_refuses_a_codec_with_other_tokens(asr_run):
 
 def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    common = ("--steps", "6", "--save-every", "2", "--audio-delay", "2")
+    common = ("--steps", "6", "--save-every", "2", "--audio-delay", "2", "--codec-features")
     r = run("train_lm.py", *lm_args(toy, straight, "tts", *common))
     assert r.returncode == 0, r.stderr[-2000:]
     r = run("train_lm.py", *lm_args(toy, killed, "tts", *common, "--kill-at-step", "5"))
@@ -201,6 +201,17 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     a, b = load_file(str(straight / "model" / "model.safetensors")), load_file(str(killed / "model" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # --codec-features: the model embeds codes through the tiny codec's own codebook vectors
+    import warnings
+
+    import tokenlm.codecs as tc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cb = tc.load("tiny").codebook_vectors()
+    got = a["embed.codebooks"].float()
+    assert got.shape[1:] == cb.shape[1:]
+    torch.testing.assert_close(got / got.norm(), cb[: got.shape[0]] / cb[: got.shape[0]].norm(), atol=1e-3, rtol=1e-3)
 
     from tokenlm.cli import main as cli
     from tokenlm.lm.tasks import Speaker

@@ -129,11 +129,13 @@ class LMStreamer:
         q and kv projections in one matrix. Rebuilt when the model's weights change in place."""
         m = self.model
         params = [t.weight for t in m.embed.tables]
+        if m.embed.codec_features:
+            params += [m.embed.feature_proj.weight, m.embed.codebooks]
         for blk in m.blocks:
             params += [blk.attn.wq.weight, blk.attn.wkv.weight]
         key = tuple((p.data_ptr(), p._version) for p in params)
         if self._fused is None or self._fused[0] != key:
-            tables = pack_embedding_tables([t.weight.detach() for t in m.embed.tables])
+            tables = pack_embedding_tables([w.detach() for w in m.embed.weights()])
             qkv = [torch.cat([blk.attn.wq.weight, blk.attn.wkv.weight]).detach() for blk in m.blocks]
             self._fused = (key, tables, qkv)
         return self._fused[1], self._fused[2]

@@ -45,6 +45,9 @@ class LMConfig:
     rope_theta: float = 10000.0
     dropout: float = 0.0
     norm_eps: float = 1e-5
+    # width of the codec's codebook vectors added to the audio embeddings through a learned
+    # projection (0: off). The vectors themselves are set by TokenLM.set_codec_codebooks.
+    codec_features: int = 0
 
     def __post_init__(self):
         self.streams = Streams(self.streams).to_list()
@@ -166,19 +169,67 @@ def window_mask(t: int, context: int, device=None) -> torch.Tensor:
 
 
 class StreamEmbedding(nn.Module):
-    """One embedding table per stream; the frame's input is their sum (ZERO embeds to 0)."""
+    """One embedding table per stream; the frame's input is their sum (ZERO embeds to 0).
 
-    def __init__(self, streams: Streams, dim: int):
+    With ``codec_features = Dc > 0``, an audio stream's code ``i`` of codebook ``q`` embeds to
+    ``table[i] + proj(codebooks[q, i])``: the codec's own (frozen, rms-normalised) codebook vector
+    through a learned ``Dc -> dim`` projection, so that codes the codec places close together start
+    close together; the summed input then holds a linear image of the codec's latent. Small corpora
+    generalise far better from this geometry than from independent random rows."""
+
+    def __init__(self, streams: Streams, dim: int, codec_features: int = 0):
         super().__init__()
         self.vocab = [s.input_vocab for s in streams]
         self.tables = nn.ModuleList(nn.Embedding(v, dim) for v in self.vocab)
+        # codebook index per stream (audio_q / in_q), -1 for text
+        self.codebook_of = [int(s.name.rsplit("_", 1)[1]) if s.kind == "audio" else -1 for s in streams]
+        self.codec_features = codec_features
+        if codec_features:
+            audio = [s for s in streams if s.kind == "audio"]
+            if not audio:
+                raise ValueError("codec_features needs audio streams")
+            q, card = max(self.codebook_of) + 1, audio[0].card
+            self.feature_proj = nn.Linear(codec_features, dim, bias=False)
+            self.register_buffer("codebooks", torch.zeros(q, card, codec_features))
+
+    def set_codebooks(self, codebooks: torch.Tensor) -> None:
+        """Install the codec's codebooks ``[Q', K, Dc]`` (Q' >= the codebooks the streams use) and
+        initialise for them: the vectors are scaled so that the full latent (their sum) has unit rms,
+        the projection so that its image has the size of a random embedding sum, and the tables'
+        code rows start at zero (the projection alone tells codes apart at first)."""
+        q, card, dc = self.codebooks.shape
+        if codebooks.dim() != 3 or codebooks.shape[0] < q or codebooks.shape[1:] != (card, dc):
+            raise ValueError(f"codebooks of shape {tuple(codebooks.shape)} do not fit the model's audio "
+                             f"streams ({q} codebooks of {card} x {dc})")
+        cb = codebooks[:q].detach().float()
+        rms = cb.pow(2).sum(-1).mean(-1).sum().div(dc).sqrt().clamp(min=1e-8)  # rms of the summed latent
+        with torch.no_grad():
+            self.codebooks.copy_(cb / rms)
+            n_audio = sum(1 for c in self.codebook_of if c >= 0)
+            nn.init.normal_(self.feature_proj.weight, std=0.02 * math.sqrt(n_audio) / math.sqrt(dc))
+            for table, c in zip(self.tables, self.codebook_of):
+                if c >= 0:
+                    table.weight[:card].zero_()
+
+    def weights(self) -> list[torch.Tensor]:
+        """The effective embedding table of every stream (codec features folded in)."""
+        if not self.codec_features:
+            return [t.weight for t in self.tables]
+        feats = self.feature_proj(self.codebooks.to(self.feature_proj.weight.dtype))  # [Q, K, D]
+        out = []
+        for table, c in zip(self.tables, self.codebook_of):
+            w = table.weight
+            if c >= 0:
+                w = torch.cat([w[: feats.shape[1]] + feats[c].to(w.dtype), w[feats.shape[1]:]])
+            out.append(w)
+        return out
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """``tokens [B, K, T]`` -> ``[B, T, D]``."""
         out = None
-        for k, table in enumerate(self.tables):
+        for k, weight in enumerate(self.weights()):
             ids = tokens[:, k]
-            e = embed_or_zero(table, ids)
+            e = F.embedding(ids.clamp(min=0), weight) * (ids != ZERO)[..., None].to(weight.dtype)
             out = e if out is None else out + e
         return out
 
@@ -242,7 +293,7 @@ class TokenLM(nn.Module):
         self.config = cfg
         self.streams = cfg.stream_specs
         kv = cfg.num_kv_heads or cfg.num_heads
-        self.embed = StreamEmbedding(self.streams, cfg.dim)
+        self.embed = StreamEmbedding(self.streams, cfg.dim, cfg.codec_features)
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.num_heads, kv, _hidden(cfg.dim, cfg.hidden_mult),
                                           cfg.norm_eps, cfg.dropout) for _ in range(cfg.num_layers))
         self.norm = nn.RMSNorm(cfg.dim, eps=cfg.norm_eps)
@@ -256,6 +307,13 @@ class TokenLM(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+
+    def set_codec_codebooks(self, codebooks: torch.Tensor) -> None:
+        """Give a ``codec_features`` model its codec's codebooks ``[Q, K, Dc]`` (before training;
+        a trained model carries them in its weights)."""
+        if not self.config.codec_features:
+            raise ValueError("this model has codec_features = 0: it takes no codebooks")
+        self.embed.set_codebooks(codebooks)
 
     @property
     def head_dim(self) -> int:
