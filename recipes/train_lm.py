@@ -182,8 +182,8 @@ def validate(accelerator, model, shards, streams, args, tokenizer) -> dict:
         for k, v in {"loss": loss.detach(), **stats}.items():
             sums[k] = sums.get(k, torch.zeros((), device=accelerator.device)) + v.float() * w
         sums["n"] = sums.get("n", torch.zeros((), device=accelerator.device)) + w
-    keys = sorted(k for k in ["loss", *(f"{m}/{s.name}" for s in streams for m in ("loss", "acc")
-                                       if s.generated)])
+    keys = sorted(k for k in ["loss", *(f"{m}/{s.name}" for s in streams for m in ("loss", "acc", "wacc")
+                                       if s.generated and (m != "wacc" or s.kind == "text"))])
     vec = torch.stack([sums.get(k, torch.zeros((), device=accelerator.device)) for k in keys + ["n"]])
     vec = accelerator.reduce(vec, "sum")
     total = max(float(vec[-1]), 1.0)

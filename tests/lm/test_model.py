@@ -177,9 +177,15 @@ def test_loss_masks_invalid_positions_and_learns():
     streams = Streams.tts(20, 16, 2, audio_delay=2)
     model = tiny_lm(streams).train()
     delayed, valid = random_tokens(streams, 4, 10)
+    delayed[:, 0, ::3] = torch.where(valid[:, 0, ::3], streams[0].pad_id, delayed[:, 0, ::3])  # some PADs
     loss, stats = model.loss(delayed, valid)
     assert loss.requires_grad and set(stats) == {f"{m}/{n}" for m in ("loss", "acc") for n in
-                                                 ("text", "audio_0", "audio_1")}
+                                                 ("text", "audio_0", "audio_1")} | {"wacc/text"}
+    # wacc/text: accuracy over the valid real text tokens only (PAD / EPAD left out)
+    logits = model(delayed)
+    words = valid[:, 0] & (delayed[:, 0] < streams[0].card)
+    assert words.any() and (valid[:, 0] & ~words).any()
+    torch.testing.assert_close(stats["wacc/text"], (logits[0].argmax(-1) == delayed[:, 0])[words].float().mean())
     # the loss is the weighted mean over streams of the cross-entropy at valid positions only
     logits = model(delayed)
     expect = 0.0

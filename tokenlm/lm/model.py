@@ -350,7 +350,8 @@ class TokenLM(nn.Module):
 
     def loss(self, delayed: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Weighted mean of per-stream cross-entropies over valid positions; also returns per-stream
-        losses and accuracies (``{"loss/text": tensor, "acc/text": tensor}``, detached) for logging."""
+        losses and accuracies (``{"loss/text": tensor, "acc/text": tensor}``, detached) for logging; text
+        streams also get ``wacc/`` (accuracy on real text tokens, without PAD/EPAD)."""
         return self.loss_from_logits(self.forward(delayed), delayed, valid)
 
     def loss_from_logits(self, logits: list[torch.Tensor], delayed: torch.Tensor, valid: torch.Tensor):
@@ -369,5 +370,10 @@ class TokenLM(nn.Module):
                 acc = ((logits[s].argmax(-1) == target) & mask).sum() / n.clamp(min=1)
             stats[f"loss/{spec.name}"] = ce.detach()
             stats[f"acc/{spec.name}"] = acc
+            if spec.kind == "text":  # accuracy on real text tokens alone (PAD dominates acc/)
+                with torch.no_grad():
+                    words = mask & (target < spec.card)
+                    stats[f"wacc/{spec.name}"] = ((logits[s].argmax(-1) == target) & words).sum() / \
+                        words.sum().clamp(min=1)
         loss = total / max(weights, 1e-9) if weights else logits[0].sum() * 0.0
         return loss, stats
