@@ -324,10 +324,15 @@ def test_resume_extend_and_folder_protection(tmp_path, monkeypatch):
     first = _plan_view(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.wav")}
 
-    # an interrupted build: manifests lost, a partial manifest left -> done utterances are kept
+    # an interrupted build: manifests lost, a partial manifest left -> done utterances are kept,
+    # also when the build is resumed with a relative --out (paths stay relative to the manifest)
     (out / "train.jsonl").rename(out / "train.jsonl.partial")
-    build(out, num_utterances=8)
+    monkeypatch.chdir(tmp_path)
+    build(Path("c"), num_utterances=8)
+    monkeypatch.undo()
     assert _plan_view(out) == first
+    assert all(Path(e["audio"]).is_file() for s in first for e in read_manifest(out / f"{s}.jsonl"))
+    assert '"audio": "audio/train/' in (out / "train.jsonl").read_text().splitlines()[0]
     assert {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.wav")} == mtimes
 
     # nothing is made again when everything exists; more utterances extend the same streams

@@ -350,7 +350,7 @@ def _existing(out: Path, split: str) -> dict[str, dict]:
                 e = validate_entry(json.loads(line))
             except (json.JSONDecodeError, TokenLMError):
                 continue  # a line cut short by an interruption
-            e["audio"] = os.path.normpath(out / e["audio"])
+            e["audio"] = os.path.normpath(out.resolve() / e["audio"])  # absolute, whatever the working folder
             done[e["id"]] = e
     return {k: e for k, e in done.items() if Path(e["audio"]).is_file()}
 
