@@ -39,8 +39,14 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # codec runs log mel/l1/commit/...; LM runs log the total loss and one loss per stream (loss/<stream>)
     keys = [k for k in ("mel", "l1", "commit", "g_adv", "fm", "d_loss") if any(k in r for r in train)]
-    vkeys = [k for k in ("valid_mel", "valid_si_sdr") if any(k in r for r in valid)]
+    if not keys:
+        keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss/")})
+        if len(keys) == 2:  # one stream: its loss is the total
+            keys = keys[:1]
+    vkeys = [k for k in ("valid_mel", "valid_si_sdr", "valid_loss", "valid_wer") if any(k in r for r in valid)]
+    vkeys += sorted({k for r in valid for k in r if k.startswith("valid_wacc/")})
     fig, axes = plt.subplots(1, 1 + len(vkeys), figsize=(5 * (1 + len(vkeys)), 4), squeeze=False)
     ax = axes[0][0]
     for k in keys:
@@ -54,7 +60,7 @@ def main(argv=None) -> int:
         pts = [(r["step"], r[k]) for r in valid if k in r]
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o")
         ax.set_xlabel("step")
-        ax.set_title(k.replace("_", " "))
+        ax.set_title(k.replace("_", " ").replace("wacc/", "word-token accuracy, "))
     fig.suptitle(str(args.run.name))
     fig.tight_layout()
     out = args.output or args.run / "training.png"
