@@ -1,0 +1,33 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+_spec = importlib.util.spec_from_file_location(
+    "plot_training", Path(__file__).resolve().parents[2] / "recipes" / "plot_training.py"
+)
+plot_training = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plot_training)
+
+
+def test_series_for_codec_and_lm_runs():
+    codec = [{"step": 1, "mel": 2.0, "l1": 0.1, "commit": 0.01}]
+    assert plot_training.series(codec, [{"step": 1, "valid_mel": 1.9}]) == (["mel", "l1", "commit"], ["valid_mel"])
+    asr = [{"step": 1, "loss": 3.0, "loss/text": 3.0, "acc/text": 0.5}]
+    valid = [{"step": 1, "valid_loss": 2.0, "valid_wer": 0.9, "valid_wacc/text": 0.2}]
+    assert plot_training.series(asr, valid) == (["loss"], ["valid_loss", "valid_wer", "valid_wacc/text"])
+    duplex = [{"step": 1, "loss": 3.0, "loss/text": 1.0, "loss/audio0": 2.0}]
+    assert plot_training.series(duplex, []) == (["loss", "loss/audio0", "loss/text"], [])
+
+
+def test_plot_writes_png_of_an_lm_run(tmp_path):
+    rows = [{"step": s, "loss": 5.0 / s, "loss/text": 5.0 / s} for s in range(1, 50)]
+    rows += [{"step": 25, "valid_loss": 1.0, "valid_wer": 0.9}, {"step": 49, "valid_loss": 0.8, "valid_wer": 0.8}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot_training.main([str(tmp_path)]) == 0
+    png = (tmp_path / "training.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert plot_training.main([str(tmp_path / "missing")]) == 1
