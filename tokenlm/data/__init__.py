@@ -5,6 +5,8 @@
 - ``tokenlm.data.tts``: espeak-ng and flite in process (ctypes), returning 16 kHz audio and
   per-word start/end times from the engines' own events (:func:`synthesize`, :func:`get_engine`)
 - ``tokenlm.data.text``: sentences from Debian text packages, normalized for speech
+- ``tokenlm.data.augment``: speed perturbation of a manifest's utterances
+  (:func:`~tokenlm.data.augment.speed_perturb`, :func:`~tokenlm.data.augment.perturb_manifest`)
 - ``tokenlm.data.corpus``: :func:`build_corpus`, the deterministic corpus builder
   (``recipes/build_corpus.py`` is its command line)
 """

@@ -1,0 +1,120 @@
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenlm.audio import load_audio, save_audio
+from tokenlm.data.augment import choose_factors, perturb_manifest, speed_perturb
+from tokenlm.data.manifest import read_manifest, write_manifest
+from tokenlm.errors import TokenLMError
+
+ROOT = Path(__file__).resolve().parents[2]
+SR = 16000
+
+
+def _tone(freq: float, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(SR * seconds)) / SR
+    return (0.5 * torch.sin(2 * math.pi * freq * t))[None]
+
+
+def _peak_hz(wav: torch.Tensor) -> float:
+    spec = torch.fft.rfft(wav[0]).abs()
+    return float(spec.argmax()) * SR / wav.shape[-1]
+
+
+def test_speed_perturb_scales_length_and_pitch():
+    wav = _tone(440.0)
+    fast = speed_perturb(wav, 1.25, SR)
+    assert abs(fast.shape[-1] - SR / 1.25) <= 1
+    assert _peak_hz(fast) == pytest.approx(440.0 * 1.25, abs=3)
+    slow = speed_perturb(wav, 0.8, SR)
+    assert abs(slow.shape[-1] - SR / 0.8) <= 1
+    assert _peak_hz(slow) == pytest.approx(440.0 * 0.8, abs=3)
+    assert torch.equal(speed_perturb(wav, 1.0, SR), wav)
+    with pytest.raises(TokenLMError, match="out of range"):
+        speed_perturb(wav, 3.0, SR)
+
+
+def test_choose_factors_deterministic_and_distinct():
+    a = choose_factors("utt-1", 0, factor_range=(0.9, 1.3), copies=3)
+    assert a == choose_factors("utt-1", 0, factor_range=(0.9, 1.3), copies=3)
+    assert all(0.9 <= f <= 1.3 for f in a) and len(set(a)) == len(a)
+    assert choose_factors("utt-2", 0, factor_range=(0.9, 1.3), copies=3) != a
+    assert choose_factors("x", 0, factors=[0.9, 1.1, 1.1]) == [0.9, 1.1]
+    with pytest.raises(TokenLMError, match="either"):
+        choose_factors("x", 0)
+    with pytest.raises(TokenLMError, match="empty"):
+        choose_factors("x", 0, factor_range=(1.2, 1.1))
+
+
+def _corpus(tmp_path: Path) -> Path:
+    entries = []
+    for i, engine in enumerate(["flite", "espeak-ng", "flite"]):
+        path = tmp_path / "audio" / f"u{i}.wav"
+        save_audio(path, _tone(200.0 + 50 * i, 2.0), SR)
+        entries.append(
+            {
+                "id": f"u{i}",
+                "audio": str(path),
+                "text": "hello there",
+                "words": [{"word": "hello", "start": 0.5, "end": 1.0}, {"word": "there", "start": 1.0, "end": 1.9}],
+                "voice": "awb" if engine == "flite" else "en-us",
+                "engine": engine,
+                "duration": 2.0,
+                "sample_rate": SR,
+                "split": "train",
+            }
+        )
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, entries)
+    return manifest
+
+
+def test_perturb_manifest_scales_words_and_reuses_files(tmp_path):
+    entries = read_manifest(_corpus(tmp_path))
+    out = tmp_path / "sp"
+    new = perturb_manifest(entries, out, factors=[1.25], select=lambda e: e["engine"] == "flite")
+    assert [e["id"] for e in new] == ["u0+sp1.25", "u2+sp1.25"]
+    e = new[0]
+    assert e["voice"] == "awb+sp1.25" and e["source"] == "u0" and e["speed"] == 1.25
+    assert e["duration"] == pytest.approx(2.0 / 1.25, abs=1e-3)
+    assert [w["start"] for w in e["words"]] == [0.4, 0.8] and e["words"][1]["end"] == pytest.approx(1.52)
+    wav, sr = load_audio(e["audio"])
+    assert sr == SR and _peak_hz(wav) == pytest.approx(250.0, abs=3)
+    write_manifest(out / "train.jsonl", new)
+    assert [x["id"] for x in read_manifest(out / "train.jsonl")] == ["u0+sp1.25", "u2+sp1.25"]
+    # a second run reuses the files it finds (resume) and gives the same entries
+    stamp = Path(e["audio"]).stat().st_mtime_ns
+    again = perturb_manifest(entries, out, factors=[1.25], select=lambda e: e["engine"] == "flite")
+    assert again == new and Path(e["audio"]).stat().st_mtime_ns == stamp
+    with pytest.raises(TokenLMError, match="no utterance"):
+        perturb_manifest(entries, out, factors=[1.1], select=lambda e: False)
+
+
+def test_augment_corpus_cli(tmp_path):
+    manifest = _corpus(tmp_path)
+    cmd = [sys.executable, str(ROOT / "recipes" / "augment_corpus.py"), "--manifest", str(manifest)]
+    r = subprocess.run(
+        cmd + ["--out", str(tmp_path / "sp"), "--range", "0.9", "1.3", "--copies", "2", "--engine", "espeak-ng",
+               "--keep-original", "--no-progress"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "sp" / "train.jsonl").read_text().splitlines()]
+    assert lines[0]["id"] == "u1" and len(lines) == 3
+    assert all(x["source"] == "u1" for x in lines[1:])
+    # the input manifest is never overwritten; a bad manifest is one line, exit 1
+    r = subprocess.run(cmd + ["--out", str(tmp_path), "--factors", "1.1"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "overwrite the input" in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "augment_corpus.py"), "--manifest", str(bad), "--out",
+         str(tmp_path / "x"), "--factors", "1.1"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 1 and r.stderr.startswith("augment_corpus: error:") and "Traceback" not in r.stderr

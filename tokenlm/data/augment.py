@@ -1,0 +1,155 @@
+"""Speed perturbation of a speech manifest: new voices from the ones you have.
+
+Playing audio ``f`` times faster raises its pitch and its formants by ``f`` and shortens it by
+``1/f``; to a recognizer that is a new speaker with a different vocal-tract length, which is why
+Kaldi-style recipes copy their training data at 0.9x and 1.1x. tokenlm's synthetic corpus has
+only two flite voices in training (both male), so copies at 1.1-1.3x stand in for the
+female and higher voices that the held-out test voices include.
+
+:func:`speed_perturb` changes one waveform; :func:`perturb_manifest` writes perturbed copies of
+(a selection of) a manifest's utterances with their word times scaled, under a new folder, and
+returns the new manifest entries. ``recipes/augment_corpus.py`` is its command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..audio import audio_info, load_audio, resample, save_audio
+from ..errors import AudioError, TokenLMError
+
+__all__ = ["speed_perturb", "perturb_entry", "perturb_manifest", "choose_factors"]
+
+FACTOR_STEP = 0.01  # factors are rounded to this, so the resampling ratio stays a small fraction
+MIN_FACTOR, MAX_FACTOR = 0.5, 2.0
+
+
+def _check_factor(factor: float) -> float:
+    if not MIN_FACTOR <= factor <= MAX_FACTOR:
+        raise TokenLMError(f"speed factor {factor} out of range [{MIN_FACTOR}, {MAX_FACTOR}]")
+    return round(round(factor / FACTOR_STEP) * FACTOR_STEP, 2)
+
+
+def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int) -> torch.Tensor:
+    """``wav`` ``[..., T]`` played ``factor`` times faster: ``round(T / factor)`` samples at the
+    same sample rate, pitch and formants multiplied by ``factor`` (band-limited resampling)."""
+    factor = _check_factor(factor)
+    steps = round(factor / FACTOR_STEP)  # resample from rate*factor to rate, both integers
+    unit = sample_rate * FACTOR_STEP
+    if abs(unit - round(unit)) > 1e-9:
+        raise TokenLMError(f"sample rate {sample_rate} is not a multiple of {round(1 / FACTOR_STEP)}")
+    unit = round(unit)
+    if steps == round(1 / FACTOR_STEP):
+        return wav.clone()
+    return resample(wav, steps * unit, sample_rate)
+
+
+def _rng(seed: int, key: str) -> random.Random:
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+def choose_factors(
+    utt_id: str,
+    seed: int,
+    factors: Sequence[float] | None = None,
+    factor_range: tuple[float, float] | None = None,
+    copies: int = 1,
+) -> list[float]:
+    """The speed factors of one utterance's copies: every one of ``factors``, or ``copies``
+    distinct factors drawn uniformly from ``factor_range`` on a 0.01 grid (a function of ``seed``
+    and the id alone)."""
+    if (factors is None) == (factor_range is None):
+        raise TokenLMError("give either a list of speed factors or a range to draw them from")
+    if factors is not None:
+        out = [_check_factor(float(f)) for f in factors]
+    else:
+        lo, hi = (float(x) for x in factor_range)
+        if not lo <= hi:
+            raise TokenLMError(f"speed range {lo}..{hi} is empty")
+        if copies < 1:
+            raise TokenLMError(f"copies must be at least 1, got {copies}")
+        _check_factor(lo), _check_factor(hi)
+        grid = range(math.ceil(lo / FACTOR_STEP - 1e-9), math.floor(hi / FACTOR_STEP + 1e-9) + 1)
+        if not grid:
+            raise TokenLMError(f"speed range {lo}..{hi} holds no factor on the {FACTOR_STEP} grid")
+        # distinct factors (no two copies alike), as many as asked or as the grid holds
+        out = [_check_factor(k * FACTOR_STEP) for k in _rng(seed, utt_id).sample(grid, min(copies, len(grid)))]
+    seen: list[float] = []
+    for f in out:  # two copies at one factor would be the same file
+        if f not in seen:
+            seen.append(f)
+    return seen
+
+
+def _suffix(factor: float) -> str:
+    return f"sp{factor:.2f}"
+
+
+def perturb_entry(entry: dict, factor: float, audio_path: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write ``entry``'s audio at ``factor`` speed to ``audio_path`` and return its manifest entry
+    (id and voice get a ``+spF.FF`` suffix, word times and duration are scaled; the source id
+    and the factor are kept as ``source`` and ``speed``). An existing file is reused unless
+    ``overwrite``."""
+    factor = _check_factor(factor)
+    sr = int(entry["sample_rate"])
+    audio_path = Path(audio_path)
+    if overwrite or not audio_path.is_file():
+        wav, file_sr = load_audio(entry["audio"])
+        if file_sr != sr:
+            raise AudioError(f"{entry['audio']}: sample rate {file_sr}, the manifest says {sr}")
+        save_audio(audio_path, speed_perturb(wav, factor, sr), sr)
+    duration = audio_info(audio_path)["num_samples"] / sr
+    words = []
+    for w in entry.get("words") or []:
+        start, end = round(w["start"] / factor, 4), round(w["end"] / factor, 4)
+        words.append({**w, "start": min(start, duration), "end": min(end, duration)})
+    out = {k: v for k, v in entry.items() if k not in ("id", "audio", "words", "voice", "duration")}
+    out.update(
+        id=f"{entry['id']}+{_suffix(factor)}",
+        audio=str(audio_path.resolve()),
+        words=words,
+        voice=f"{entry['voice']}+{_suffix(factor)}",
+        duration=round(duration, 6),
+        source=entry["id"],
+        speed=factor,
+    )
+    return out
+
+
+def perturb_manifest(
+    entries: Iterable[dict],
+    out_dir: str | os.PathLike,
+    *,
+    factors: Sequence[float] | None = None,
+    factor_range: tuple[float, float] | None = None,
+    copies: int = 1,
+    seed: int = 0,
+    select: Callable[[dict], bool] | None = None,
+    keep_original: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[dict]:
+    """Speed-perturbed copies of the selected ``entries`` (read by
+    :func:`~tokenlm.data.manifest.read_manifest`), written under ``out_dir/audio/<split>/``.
+
+    Returns the new entries (plus the unperturbed selection first when ``keep_original``), ready
+    for :func:`~tokenlm.data.manifest.write_manifest`. Files already there are reused, so an
+    interrupted run continues where it stopped. ``progress`` wraps the loop (e.g. ``tqdm``)."""
+    out_dir = Path(out_dir)
+    chosen = [e for e in entries if select is None or select(e)]
+    if not chosen:
+        raise TokenLMError("no utterance matches the selection")
+    out: list[dict] = list(chosen) if keep_original else []
+    loop = progress(chosen) if progress is not None else chosen
+    for entry in loop:
+        for f in choose_factors(entry["id"], seed, factors, factor_range, copies):
+            name = f"{entry['id']}+{_suffix(f)}.wav"
+            out.append(perturb_entry(entry, f, out_dir / "audio" / entry.get("split", "train") / name))
+    return out
