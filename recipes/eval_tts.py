@@ -19,14 +19,16 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("eval"))
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1). Sampling is bitwise reproducible from --seed for a given "
+                        "thread count; another count changes the float sums and so some sampled tokens")
     args = p.parse_args(argv)
     import torch
 
     from tokenlm.data.manifest import read_manifest
     from tokenlm.lm.evaluation import evaluate_tts
 
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     seen, sentences = set(), []
     for e in read_manifest(args.manifest):

@@ -235,6 +235,7 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     res = evaluate_tts(str(straight / "model"), ["two cats", "three dogs"], tmp_path / "eval", asr_model=None,
                        reference=("flite", "kal16"), save_audio=1)
     assert res["sentences"] == 2 and res["reference"]["sentences"] == 2
+    assert res["seed"] == 0 and res["threads"] == torch.get_num_threads()  # what reproduces the sampling
     assert set(res["reference"]["wer"]) == {"pocketsphinx"} and 0 <= res["reference"]["wer"]["pocketsphinx"] < 5
     table = (tmp_path / "eval" / "tts_eval.md").read_text()
     assert "| the model | 2 |" in table and "| reference: flite kal16 through the codec (4 codebooks) | 2 |" in table

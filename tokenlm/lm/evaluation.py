@@ -184,7 +184,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
             shown.append((text, wav.cpu(), ref))
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
-              "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "rows": rows}
+              "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
+              "threads": torch.get_num_threads(), "rows": rows}
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
              f"{sp.voices})\n\n| speech | sentences | " + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
