@@ -1,6 +1,6 @@
 """Streaming speed of the token LM on the CPU: ASR and TTS steps, one session and a batch.
 
-    python benchmarks/lm_speed.py [--threads 1] [--asr asr] [--tts tts] [--frames 200] [--json out.json]
+    python benchmarks/lm_speed.py [--threads 1] [--asr asr] [--tts tts] [--frames 200] [--int8] [--json out.json]
 
 For each model (the bundled ones by default; an untrained model of the same size stands in when
 one is missing, and the report says so) it measures, frame by frame as a live session would run:
@@ -10,6 +10,9 @@ one is missing, and the report says so) it measures, frame by frame as a live se
 - TTS: one LM step (text + all codebooks through the depth transformer) + codec streaming decode
   of one frame, at batch 1;
 - the LM step alone for 16 sessions batched, and how many sessions that step keeps in real time.
+
+With ``--int8`` every figure is also taken with the LM's weights in int8 (``tokenlm.lm.quantize``),
+in the same run, and the report gives the speed-up of the LM step.
 
 Each figure is a median over ``--frames`` steps after a warm-up. Machines here are shared and
 noisy: the ratios to the frame duration are what to compare.
@@ -39,26 +42,29 @@ def median_ms(fn, frames: int, warmup: int = 10) -> float:
     return 1000 * statistics.median(out)
 
 
-def model_for(task: str, name: str):
+def model_for(task: str, name: str, quantize: str | None = None):
     """The trained model, or an untrained stand-in of the shipped size (flagged)."""
     from tokenlm.errors import TokenLMError
     from tokenlm.lm import LM_PRESETS, LMConfig, Streams, TokenLM
     from tokenlm.lm.checkpoint import load_lm
+    from tokenlm.lm.quantize import quantize_lm
 
     try:
-        lm = load_lm(name)
+        lm = load_lm(name, quantize=quantize)
         return lm.model, lm.codec_info.get("num_codebooks", 8), True
     except TokenLMError:
         streams = Streams.asr(1000, 1024, 8, 15) if task == "asr" else Streams.tts(1000, 1024, 8, 2)
         cfg = dict(LM_PRESETS["small"], depth_layers=1 if task == "asr" else 2)
-        return TokenLM(LMConfig(streams=streams.to_list(), **cfg)).eval(), 8, False
+        model = TokenLM(LMConfig(streams=streams.to_list(), **cfg)).eval()
+        return (quantize_lm(model, quantize) if quantize else model), 8, False
 
 
 @torch.no_grad()
-def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: float) -> dict:
+def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: float,
+               quantize: str | None = None) -> dict:
     from tokenlm.lm import UNGENERATED, LMStreamer
 
-    model, q, trained = model_for(task, name)
+    model, q, trained = model_for(task, name, quantize)
     k = len(model.streams)
     r = {"trained": trained, "parameters_m": round(model.num_parameters() / 1e6, 2)}
 
@@ -99,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--tts", default="tts")
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--int8", action="store_true", help="also measure with the LM's weights in int8")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -111,20 +118,30 @@ def main(argv=None) -> int:
                "date": time.strftime("%Y-%m-%d"), "frame_ms": frame_ms}
     g = torch.Generator().manual_seed(0)
 
-    for task, name in (("asr", args.asr), ("tts", args.tts)):
-        results[task] = bench_task(task, name, codec, args, g, frame_ms)
+    runs = [(task, name, None) for task, name in (("asr", args.asr), ("tts", args.tts))]
+    if args.int8:  # interleaved, so that both paths see the same machine
+        runs = [r for task, name, _ in runs for r in ((task, name, None), (task, name, "int8"))]
+    for task, name, quantize in runs:
+        key = task + ("_" + quantize if quantize else "")
+        results[key] = bench_task(task, name, codec, args, g, frame_ms, quantize)
     print(f"# token LM streaming speed, {args.threads} CPU thread(s), {results['machine']}, {results['date']}; "
           f"one frame = {frame_ms:.0f} ms")
-    for task in ("asr", "tts"):
-        r = results[task]
+    for task, _, quantize in runs:
+        key = task + ("_" + quantize if quantize else "")
+        r = results[key]
         what = "codec encode" if task == "asr" else "codec decode"
         flag = "" if r["trained"] else "  (untrained stand-in of the shipped size)"
-        print(f"{task}: {r['parameters_m']} M params{flag}\n"
+        label = f"{task} (LM in {quantize})" if quantize else task
+        print(f"{label}: {r['parameters_m']} M params{flag}\n"
               f"  LM step {r['lm_step_ms']:.2f} ms + {what} {r['codec_ms']:.2f} ms = {r['frame_cost_ms']:.2f} ms "
               f"per frame -> {r['real_time_x']:.1f}x faster than real time "
               f"({100 * r['frame_cost_ms'] / frame_ms:.0f}% of the frame)\n"
               f"  {args.batch} sessions batched: LM step {r[f'lm_step_batch{args.batch}_ms']:.2f} ms "
               f"-> {r[f'sessions_real_time_lm_only_batch{args.batch}']} sessions' worth of real time (LM only)")
+        if quantize:
+            base = results[task]
+            r["lm_step_speedup"] = round(base["lm_step_ms"] / r["lm_step_ms"], 2)
+            print(f"  int8 LM step {r['lm_step_speedup']:.2f}x the float one (same run)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

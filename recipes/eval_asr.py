@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-pocketsphinx", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="the LM with int8 weights (tokenlm.lm.quantize)")
     args = p.parse_args(argv)
     import torch
 
@@ -26,7 +27,8 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    r = evaluate_asr(args.model, args.manifest, args.out_dir, args.limit, args.batch_size, not args.no_pocketsphinx)
+    r = evaluate_asr(args.model, args.manifest, args.out_dir, args.limit, args.batch_size, not args.no_pocketsphinx,
+                     "int8" if args.int8 else None)
     print((args.out_dir / "asr_eval.md").read_text())
     print(f"tokenlm: {r['seconds']['tokenlm']:.1f} s for {r['audio_seconds']:.0f} s of audio "
           f"(batched, codec encode included); pocketsphinx: {r['seconds']['pocketsphinx']:.1f} s", file=sys.stderr)

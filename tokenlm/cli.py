@@ -337,7 +337,7 @@ def cmd_transcribe(args) -> int:
     from tokenlm.audio import load_audio
     from tokenlm.lm.tasks import Transcriber
 
-    tr = Transcriber(args.model)
+    tr = Transcriber(args.model, quantize="int8" if args.int8 else None)
     wav, _ = load_audio(args.input, tr.codec.sample_rate, tr.codec.channels)
     duration = wav.shape[-1] / tr.codec.sample_rate
     if args.stream:
@@ -375,7 +375,7 @@ def cmd_speak(args) -> int:
     text = args.text
     if text == "-":
         text = sys.stdin.read()
-    sp = Speaker(args.model)
+    sp = Speaker(args.model, quantize="int8" if args.int8 else None)
     wav = sp.speak(text, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     sr = sp.codec.sample_rate
     save_audio(out, wav, sr)
@@ -393,7 +393,8 @@ def cmd_duplex(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in WRITE_FORMATS:
         raise AudioError(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(WRITE_FORMATS)}")
-    eng = load_engine("duplex", args.model, max_sessions=1, seed=args.seed)
+    eng = load_engine("duplex", args.model, max_sessions=1, seed=args.seed,
+                      quantize="int8" if args.int8 else None)
     if args.temperature is not None:
         eng.streamer.sampling = [s if eng.streams[i].kind == "text" else Sampling(args.temperature, args.top_k)
                                  for s, i in zip(eng.streamer.sampling, eng.streams.generated)]
@@ -472,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="streaming recognition: words as they are final")
     p.add_argument("--chunk-ms", type=positive_int, default=80, help="--stream: audio pushed per call (ms)")
     p.add_argument("--json", action="store_true", help="JSON output (with --stream: one JSON object per word)")
+    p.add_argument("--int8", action="store_true", help="int8 weights for the LM: faster on a CPU, "
+                   "slightly different output (see README)")
     p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("speak", help="text to speech with the bundled (or a trained) TTS model",
@@ -482,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="int8 weights for the LM: faster on a CPU, "
+                   "slightly different output (see README)")
     p.set_defaults(func=cmd_speak)
 
     from tokenlm.evaluation import add_arguments
@@ -498,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature of the model's speech")
     p.add_argument("--top-k", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="int8 weights for the LM: faster on a CPU, "
+                   "slightly different output (see README)")
     p.set_defaults(func=cmd_duplex)
 
     p = sub.add_parser("eval-codec", help="measure codec quality against Codec 2 and Opus",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TokenLMError
 from ..fileio import atomic_write
 from .model import LMConfig, TokenLM
 from .tokenizer import TextTokenizer
@@ -59,6 +59,11 @@ def save_lm(model: TokenLM, path: str | os.PathLike, tokenizer: TextTokenizer, *
     floating-point weights smaller; they load back in float32."""
     from safetensors.torch import save_file
 
+    from .quantize import is_quantized
+
+    if is_quantized(model):
+        raise CheckpointError("an int8-quantized model cannot be saved: save the float model and quantize "
+                              "after loading (load_lm(..., quantize='int8'))")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": VERSION, "task": task, "config": model.config.to_dict(),
@@ -88,8 +93,15 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     return p
 
 
-def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedLM:
+def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+            quantize: str | None = None) -> LoadedLM:
+    """``quantize="int8"``: weight-only int8 inference (see :mod:`tokenlm.lm.quantize`)."""
     from safetensors import safe_open
+
+    from .quantize import QUANTIZE_MODES, quantize_lm
+
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise TokenLMError(f"unknown quantization {quantize!r}: choose from {', '.join(QUANTIZE_MODES)}")
 
     wpath = _resolve(name_or_path)
     try:
@@ -136,4 +148,7 @@ def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu")
 
         warnings.warn(InterimModelWarning(f"{name_or_path}: an interim {header.get('task')} model: "
                                           f"{header.get('note') or 'not trained to its target yet'}"), stacklevel=2)
-    return LoadedLM(model.to(device).eval(), tokenizer, header)
+    model = model.to(device).eval()
+    if quantize:
+        quantize_lm(model, quantize)
+    return LoadedLM(model, tokenizer, header)

@@ -68,7 +68,7 @@ def _write(out_dir: Path, name: str, result: dict, table: str) -> None:
 
 
 def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: int | None = None,
-                 batch_size: int = 16, pocketsphinx: bool = True) -> dict:
+                 batch_size: int = 16, pocketsphinx: bool = True, quantize: str | None = None) -> dict:
     from ..audio import load_audio
     from ..data.manifest import read_manifest
     from .tasks import Transcriber
@@ -76,7 +76,7 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
     entries = read_manifest(manifest)[:limit] if limit else read_manifest(manifest)
     if not entries:
         raise TokenLMError(f"{manifest}: no utterances")
-    tr = Transcriber(model)
+    tr = Transcriber(model, quantize=quantize)
     ps = Pocketsphinx() if pocketsphinx else None
     rows, t_ours, t_ps, audio_s = [], 0.0, 0.0, 0.0
     for i in tqdm(range(0, len(entries), batch_size), desc="eval asr", unit="batch", dynamic_ncols=True):
@@ -103,9 +103,11 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
         groups[r.get("engine") or "?"].append(r)
     scores = {g: {s: round(wer([r["ref"] for r in rs], [r[s] for r in rs]), 4) for s in systems} | {"n": len(rs)}
               for g, rs in groups.items()}
-    result = {"manifest": str(manifest), "model": str(model), "utterances": len(rows), "audio_seconds": round(audio_s, 1),
+    result = {"manifest": str(manifest), "model": str(model), "quantize": quantize, "utterances": len(rows),
+              "audio_seconds": round(audio_s, 1),
               "wer": scores, "seconds": {"tokenlm": round(t_ours, 1), "pocketsphinx": round(t_ps, 1)}, "rows": rows}
-    lines = [f"ASR word error rate on {len(rows)} utterances ({audio_s / 60:.1f} min) of `{Path(manifest).name}`\n",
+    lines = [f"ASR word error rate on {len(rows)} utterances ({audio_s / 60:.1f} min) of `{Path(manifest).name}`"
+             + (f" (LM weights in {quantize})" if quantize else "") + "\n",
              "| voices | utterances | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
     for g in ["all"] + sorted(k for k in groups if k != "all"):
         lines.append(f"| {g} | {scores[g]['n']} | " + " | ".join(f"{100 * scores[g][s]:.1f}%" for s in systems) + " |")

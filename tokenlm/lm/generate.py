@@ -19,6 +19,7 @@ Sampling per stream: greedy (``temperature == 0``), temperature, top-k, top-p (:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 
 from ..kernels import decode_attention, embedding_sum, pack_embedding_tables, sample_tokens
 from .model import TokenLM, apply_rope, rope_angles
+from .quantize import Int8Linear
 from .streams import UNGENERATED, ZERO
 
 __all__ = ["Sampling", "sample", "LMStreamer"]
@@ -126,7 +128,8 @@ class LMStreamer:
     # --- the step
     def _fused_weights(self):
         """The step's fused weights: the stream embeddings packed into one table and each block's
-        q and kv projections in one matrix. Rebuilt when the model's weights change in place."""
+        q and kv projections as one (a weight matrix, or an :class:`Int8Linear` for a quantized
+        model). Rebuilt when the model's weights change in place."""
         m = self.model
         params = [t.weight for t in m.embed.tables]
         if m.embed.codec_features:
@@ -136,7 +139,13 @@ class LMStreamer:
         key = tuple((p.data_ptr(), p._version) for p in params)
         if self._fused is None or self._fused[0] != key:
             tables = pack_embedding_tables([w.detach() for w in m.embed.weights()])
-            qkv = [torch.cat([blk.attn.wq.weight, blk.attn.wkv.weight]).detach() for blk in m.blocks]
+            qkv = []
+            for blk in m.blocks:
+                wq, wkv = blk.attn.wq, blk.attn.wkv
+                if isinstance(wq, Int8Linear) and isinstance(wkv, Int8Linear):
+                    qkv.append(Int8Linear.cat([wq, wkv]))
+                else:
+                    qkv.append(functools.partial(F.linear, weight=torch.cat([wq.weight, wkv.weight]).detach()))
             self._fused = (key, tables, qkv)
         return self._fused[1], self._fused[2]
 
@@ -144,7 +153,7 @@ class LMStreamer:
     def temporal_step(self) -> torch.Tensor:
         """Run the temporal transformer on the previous frame's tokens; ``[B, D]``."""
         m = self.model
-        tables, qkv_weights = self._fused_weights()
+        tables, qkv_projs = self._fused_weights()
         x = embedding_sum(self.prev[:, :, None], tables)  # [B, 1, D]
         b, pos, live, c = self.batch_size, self.pos, self.live, self.context
         # live sessions write this frame's keys into their ring slot, the others into the scratch slot
@@ -156,8 +165,8 @@ class LMStreamer:
         cos, sin = rope_angles(pos[:, None], m.head_dim, m.config.rope_theta, x.dtype)
         attn = m.blocks[0].attn
         h, hkv, hd = attn.heads, attn.kv_heads, attn.head_dim
-        for blk, w_qkv, (ck, cv) in zip(m.blocks, qkv_weights, self.cache):
-            qkv = F.linear(blk.norm1(x), w_qkv)[:, 0]  # [B, (H + 2 Hkv) hd]
+        for blk, proj, (ck, cv) in zip(m.blocks, qkv_projs, self.cache):
+            qkv = proj(blk.norm1(x))[:, 0]  # [B, (H + 2 Hkv) hd]
             q = apply_rope(qkv[:, : h * hd].view(b, h, 1, hd), cos, sin)
             k = apply_rope(qkv[:, h * hd: (h + hkv) * hd].view(b, hkv, 1, hd), cos, sin)
             ck[self._rows, :, slot] = k[:, :, 0]

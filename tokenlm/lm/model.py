@@ -320,7 +320,11 @@ class TokenLM(nn.Module):
         return self.config.dim // self.config.num_heads
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Weights, counting those an int8-quantized model keeps as buffers."""
+        from .quantize import Int8Linear
+
+        return sum(p.numel() for p in self.parameters()) + sum(
+            m.weight.numel() for m in self.modules() if isinstance(m, Int8Linear))
 
     def shifted_inputs(self, delayed: torch.Tensor) -> torch.Tensor:
         """Temporal inputs for targets ``delayed [B, K, T]``: START, then frames 0 .. T-2."""

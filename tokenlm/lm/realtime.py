@@ -55,10 +55,10 @@ class Engine:
     mode = ""
 
     def __init__(self, lm: LoadedLM | str, codec=None, max_sessions: int = 8, device: str = "cpu",
-                 sampling: Sampling | list[Sampling] | None = None, seed: int = 0):
+                 sampling: Sampling | list[Sampling] | None = None, seed: int = 0, quantize: str | None = None):
         if max_sessions < 1:
             raise TokenLMError(f"max_sessions must be >= 1, got {max_sessions}")
-        self.lm = lm if isinstance(lm, LoadedLM) else load_lm(lm, device)
+        self.lm = lm if isinstance(lm, LoadedLM) else load_lm(lm, device, quantize)
         if self.lm.task != self.mode:
             raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for '{self.mode}'")
         self.device = torch.device(device)
