@@ -116,3 +116,15 @@ def test_cli_transcribe_int8(capsys):
 
     assert cli(["transcribe", str(SAMPLE), "--int8"]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_serve_engines_load_int8():
+    from tokenlm.server.app import load_engines
+
+    engines, unavailable = load_engines({"asr": None}, max_sessions=2, quantize="int8")
+    eng = engines["asr"]
+    assert not unavailable and is_quantized(eng.model)
+    with torch.inference_mode():  # as the server steps its engines
+        slot = eng.open()
+        out = eng.step({slot: torch.zeros(eng.hop_length)})
+    assert out[slot].frame == 0

@@ -549,10 +549,10 @@ def create_app(engines: dict, unavailable: dict[str, str] | None = None, frame_w
 
 
 def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: str = "cpu",
-                 warmup: bool = True) -> tuple[dict, dict[str, str]]:
+                 warmup: bool = True, quantize: str | None = None) -> tuple[dict, dict[str, str]]:
     """Engines for each mode in ``models`` (mode -> model, None for the bundled default, "none" to
     switch the mode off). A bundled default that is missing makes that mode unavailable; a model the
-    user named that fails to load is an error."""
+    user named that fails to load is an error. ``quantize="int8"``: int8 LM weights."""
     from tokenlm.lm.realtime import load_engine
 
     engines, unavailable = {}, {}
@@ -564,7 +564,7 @@ def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: s
             unavailable[mode] = "switched off"
             continue
         try:
-            engine = load_engine(mode, lm=model, max_sessions=max_sessions, device=device)
+            engine = load_engine(mode, lm=model, max_sessions=max_sessions, device=device, quantize=quantize)
         except TokenLMError as e:
             if model is not None:
                 raise TokenLMError(f"--{mode} {model}: {e}") from None
@@ -667,7 +667,8 @@ def serve_command(args) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False
     try:
-        engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device)
+        engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device,
+                                            quantize="int8" if getattr(args, "int8", False) else None)
         run_server(engines, unavailable, args.host, args.port)
     finally:
         log.removeHandler(handler)
