@@ -89,10 +89,13 @@ class ResidualQuantizer(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """x ``[B, D, F]`` -> codes ``[B, num_codebooks, F]`` (greedy: a prefix of the full encode)."""
+        cb, norms = self._inference_codebooks()
+        cb, norms = cb[:num_codebooks], norms[:num_codebooks]
+        if isinstance(self.vq.project_in, nn.Identity) and not torch.is_autocast_enabled(x.device.type):
+            return rvq_encode(x.float(), cb, norms)  # the common case (a streaming frame): no detours
         with torch.autocast(x.device.type, enabled=False):
             z = self.vq.project_in(rearrange(x.float(), "b d f -> b f d"))
-            cb, norms = self._inference_codebooks()
-            return rvq_encode(rearrange(z, "b f d -> b d f"), cb[:num_codebooks], norms[:num_codebooks])
+            return rvq_encode(rearrange(z, "b f d -> b d f"), cb, norms)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

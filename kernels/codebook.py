@@ -57,8 +57,9 @@ def rvq_encode_ref(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor
     out = []
     for q in range(cb.shape[0]):
         e = cb[q]  # [K, D]
-        # |r - e|^2 = |r|^2 - 2 r.e + |e|^2; |r|^2 is the same for every codeword
-        dist = norms[q] - 2.0 * residual @ e.T  # [N, K]
+        # |r - e|^2 = |r|^2 - 2 r.e + |e|^2; |r|^2 is the same for every codeword. One fused
+        # |e|^2 - 2 r.e (the same rounding as the three separate ops: the scaling by -2 is exact)
+        dist = torch.addmm(norms[q], residual, e.T, alpha=-2.0)  # [N, K]
         idx = dist.argmin(-1)  # [N]
         residual = residual - e[idx]
         out.append(idx)
