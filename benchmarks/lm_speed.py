@@ -75,7 +75,7 @@ def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: 
                 x[:, i] = torch.randint(0, s.card, (b,), generator=g)
         return x
 
-    st = LMStreamer(model, 1)
+    st = LMStreamer(model, 1, compile=args.compile)
     st.start()
     one = frame_tokens(1)
     r["lm_step_ms"] = median_ms(lambda: st.step(one), args.frames)
@@ -88,7 +88,7 @@ def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: 
             r["codec_ms"] = median_ms(lambda: codec.decode(codes), args.frames)
     r["frame_cost_ms"] = r["lm_step_ms"] + r["codec_ms"]
     r["real_time_x"] = frame_ms / r["frame_cost_ms"]
-    stb = LMStreamer(model, args.batch)
+    stb = LMStreamer(model, args.batch, compile=args.compile)
     stb.start()
     many = frame_tokens(args.batch)
     r[f"lm_step_batch{args.batch}_ms"] = median_ms(lambda: stb.step(many), max(20, args.frames // 4))
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--int8", action="store_true", help="also measure with the LM's weights in int8")
+    p.add_argument("--compile", action="store_true", help="torch.compile the LM's temporal step (for GPUs)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
         warnings.simplefilter("ignore")
         codec = tc.load("default").eval()
     frame_ms = 1000 / codec.frame_rate
-    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "compile": args.compile,
                "date": time.strftime("%Y-%m-%d"), "frame_ms": frame_ms}
     g = torch.Generator().manual_seed(0)
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         key = task + ("_" + quantize if quantize else "")
         results[key] = bench_task(task, name, codec, args, g, frame_ms, quantize)
     print(f"# token LM streaming speed, {args.threads} CPU thread(s), {results['machine']}, {results['date']}; "
-          f"one frame = {frame_ms:.0f} ms")
+          f"one frame = {frame_ms:.0f} ms" + ("; temporal step compiled" if args.compile else ""))
     for task, _, quantize in runs:
         key = task + ("_" + quantize if quantize else "")
         r = results[key]

@@ -532,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for the models (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="int8 weights for the LMs: faster steps on a CPU when few "
                    "sessions are live (see README)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the LM steps: for GPUs (compiling "
+                   "takes tens of seconds at start-up)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -213,3 +213,22 @@ def test_config_checks():
         LMConfig.from_dict({"streams": streams, "bogus": 1})
     cfg = LMConfig(streams=streams)
     assert LMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_compiled_step_gives_the_same_logits():
+    """``LMStreamer(compile=True)`` runs the temporal step through torch.compile (for GPUs); on the
+    CPU it must give the eager logits to float rounding, across cache wrap-around and restarts."""
+    streams = Streams.asr(20, 16, 3, text_delay=3)
+    model = tiny_lm(streams)
+    delayed, _ = random_tokens(streams, 2, 12)
+    eager, compiled = LMStreamer(model, 2), LMStreamer(model, 2, compile=True)
+    for st in (eager, compiled):
+        st.start()
+    for t in range(delayed.shape[2]):
+        if t == 6:  # one session restarts: the same for both
+            eager.start(1)
+            compiled.start(1)
+        _, a = eager.step(delayed[:, :, t], return_logits=True)
+        _, b = compiled.step(delayed[:, :, t], return_logits=True)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(y, x, atol=2e-5, rtol=1e-4)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..kernels import decode_attention, embedding_sum, pack_embedding_tables, sample_tokens
+from ..kernels import EmbeddingTables, decode_attention, embedding_sum, pack_embedding_tables, sample_tokens
 from .model import TokenLM, apply_rope, rope_angles
 from .quantize import Int8Linear
 from .streams import UNGENERATED, ZERO
@@ -64,10 +64,15 @@ def sample(logits: torch.Tensor, params: Sampling = GREEDY, generator: torch.Gen
 
 class LMStreamer:
     def __init__(self, model: TokenLM, batch_size: int, *, sampling: Sampling | Sequence[Sampling] = GREEDY,
-                 generator: torch.Generator | None = None, use_kernels: bool | None = None):
+                 generator: torch.Generator | None = None, use_kernels: bool | None = None,
+                 compile: bool = False):
         """``use_kernels``: route cache attention and sampling through :mod:`tokenlm.kernels`
         (Triton on CUDA, no host synchronisation); default: on CUDA only. On the CPU the kernels'
-        PyTorch references run, which the tests use to check the route."""
+        PyTorch references run, which the tests use to check the route.
+
+        ``compile``: run the temporal transformer's step through ``torch.compile`` (fused kernels;
+        one compilation per streamer, tens of seconds, then the same logits to float rounding).
+        Meant for GPUs, where a step is mostly kernel launches; on a CPU it gained only ~1.2x."""
         self.model = model.eval()
         cfg = model.config
         self.streams = model.streams
@@ -94,6 +99,7 @@ class LMStreamer:
         self._rows = torch.arange(batch_size, device=self.device)
         self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
         self._fused: tuple | None = None  # (weights' versions, packed embeddings, fused qkv weights)
+        self._temporal_fn = torch.compile(self._temporal, dynamic=False) if compile else self._temporal
 
     # --- sessions
     def _mask(self, rows) -> torch.Tensor:
@@ -152,9 +158,12 @@ class LMStreamer:
     @torch.no_grad()
     def temporal_step(self) -> torch.Tensor:
         """Run the temporal transformer on the previous frame's tokens; ``[B, D]``."""
-        m = self.model
         tables, qkv_projs = self._fused_weights()
-        x = embedding_sum(self.prev[:, :, None], tables)  # [B, 1, D]
+        return self._temporal_fn(tables.weight, tables.offsets, qkv_projs)
+
+    def _temporal(self, table: torch.Tensor, offsets: torch.Tensor, qkv_projs: list) -> torch.Tensor:
+        m = self.model
+        x = embedding_sum(self.prev[:, :, None], EmbeddingTables(table, offsets))  # [B, 1, D]
         b, pos, live, c = self.batch_size, self.pos, self.live, self.context
         # live sessions write this frame's keys into their ring slot, the others into the scratch slot
         slot = torch.where(live, pos % c, c)

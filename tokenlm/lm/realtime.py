@@ -55,7 +55,8 @@ class Engine:
     mode = ""
 
     def __init__(self, lm: LoadedLM | str, codec=None, max_sessions: int = 8, device: str = "cpu",
-                 sampling: Sampling | list[Sampling] | None = None, seed: int = 0, quantize: str | None = None):
+                 sampling: Sampling | list[Sampling] | None = None, seed: int = 0, quantize: str | None = None,
+                 compile: bool = False):
         if max_sessions < 1:
             raise TokenLMError(f"max_sessions must be >= 1, got {max_sessions}")
         self.lm = lm if isinstance(lm, LoadedLM) else load_lm(lm, device, quantize)
@@ -72,7 +73,7 @@ class Engine:
         self.max_sessions = max_sessions
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.streamer = LMStreamer(self.model, max_sessions, sampling=sampling or self.default_sampling(),
-                                   generator=self.generator)
+                                   generator=self.generator, compile=compile)
         self._ctx = self.codec.streaming(max_sessions)
         self._ctx.__enter__()
         self._open: set[int] = set()

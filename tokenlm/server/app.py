@@ -549,10 +549,12 @@ def create_app(engines: dict, unavailable: dict[str, str] | None = None, frame_w
 
 
 def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: str = "cpu",
-                 warmup: bool = True, quantize: str | None = None) -> tuple[dict, dict[str, str]]:
+                 warmup: bool = True, quantize: str | None = None,
+                 compile: bool = False) -> tuple[dict, dict[str, str]]:
     """Engines for each mode in ``models`` (mode -> model, None for the bundled default, "none" to
     switch the mode off). A bundled default that is missing makes that mode unavailable; a model the
-    user named that fails to load is an error. ``quantize="int8"``: int8 LM weights."""
+    user named that fails to load is an error. ``quantize="int8"``: int8 LM weights; ``compile``: the LM
+    steps through torch.compile (for GPUs; the warm-up step pays for the compilation)."""
     from tokenlm.lm.realtime import load_engine
 
     engines, unavailable = {}, {}
@@ -564,7 +566,8 @@ def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: s
             unavailable[mode] = "switched off"
             continue
         try:
-            engine = load_engine(mode, lm=model, max_sessions=max_sessions, device=device, quantize=quantize)
+            engine = load_engine(mode, lm=model, max_sessions=max_sessions, device=device, quantize=quantize,
+                                 compile=compile)
         except TokenLMError as e:
             if model is not None:
                 raise TokenLMError(f"--{mode} {model}: {e}") from None
@@ -668,7 +671,8 @@ def serve_command(args) -> int:
     log.propagate = False
     try:
         engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device,
-                                            quantize="int8" if getattr(args, "int8", False) else None)
+                                            quantize="int8" if getattr(args, "int8", False) else None,
+                                            compile=getattr(args, "compile", False))
         run_server(engines, unavailable, args.host, args.port)
     finally:
         log.removeHandler(handler)
