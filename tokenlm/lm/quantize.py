@@ -4,7 +4,7 @@ Streaming one session is a chain of matrix-vector products: every step reads eve
 temporal and depth transformers once, so on a CPU its cost is memory traffic, not arithmetic.
 :func:`quantize_lm` stores those weights as int8 with one scale per output row (4x fewer bytes)
 and multiplies with PyTorch's int8 weight-only kernel (``aten._weight_int8pack_mm``, bf16
-activations). On the 2-core development machine the LM step of the shipped ASR model got 1.26-1.63x
+activations). On the 2-core development machine the LM step of the shipped ASR model got 1.5-1.6x
 faster (``benchmarks/lm_speed.py --int8`` measures both paths in one run); the logits move by about
 0.1 (on logits of size ~15) and ``recipes/eval_asr.py --int8`` measures what that does to WER.
 
