@@ -1,4 +1,4 @@
-"""Training losses for the codec: multi-scale mel reconstruction and an MS-STFT discriminator.
+"""Training losses for the codec: multi-scale mel and linear STFT reconstruction, an MS-STFT discriminator.
 
 The discriminator looks at complex STFTs at several resolutions (real and imaginary parts
 as two channels of a 2-D conv net), as in EnCodec-style codecs; the generator gets a
@@ -40,6 +40,35 @@ class MultiScaleMelLoss(nn.Module):
                 e, r = mel(est.float()), mel(ref.float())
                 loss = loss + F.l1_loss(e, r) + F.l1_loss(torch.log(e + floor), torch.log(r + floor))
         return loss / len(self.mels)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Mean over STFT sizes of spectral convergence + L1(log |STFT|), on linear frequency bins.
+
+    Mel bands average neighbouring harmonics together above a kilohertz or so, so a mel
+    loss alone lets a decoder fill the valleys between harmonics with noise (heard as
+    hoarseness; PESQ punishes it). Linear bins at 512-2048 points resolve the harmonics.
+    The floor, scaled with the STFT size, sits about 60 dB below speech at -24 dBFS.
+    """
+
+    def __init__(self, n_ffts: tuple[int, ...] = (512, 1024, 2048), floor: float = 3e-3):
+        super().__init__()
+        self.n_ffts = tuple(n_ffts)
+        self.floors = [floor * n / 1024 for n in self.n_ffts]
+        for n in self.n_ffts:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:  # [B, C, T] each
+        loss = est.new_zeros((), dtype=torch.float32)
+        with torch.autocast(est.device.type, enabled=False):
+            e_all, r_all = est.float().flatten(0, 1), ref.float().flatten(0, 1)
+            for n, floor in zip(self.n_ffts, self.floors):
+                w = getattr(self, f"window_{n}")
+                e = torch.stft(e_all, n, n // 4, window=w, return_complex=True).abs()
+                r = torch.stft(r_all, n, n // 4, window=w, return_complex=True).abs()
+                sc = torch.linalg.vector_norm(e - r) / torch.linalg.vector_norm(r).clamp_min(1e-5)
+                loss = loss + sc + F.l1_loss(torch.log(e + floor), torch.log(r + floor))
+        return loss / len(self.n_ffts)
 
 
 class _STFTDisc(nn.Module):

@@ -48,6 +48,13 @@ class RVQCodecConfig:
     kmeans_iters: int = 10
     quantizer_dropout: bool = True
     commitment_weight: float = 1.0
+    # the decoder's own size (None: as the encoder). Codes do not depend on these, so a larger
+    # decoder can be trained on a trained codec's frozen codes (train_codec.py --decoder-only
+    # --set decoder_base_channels=64) and every token file and token LM stays valid.
+    decoder_base_channels: int | None = None
+    decoder_max_channels: int | None = None
+    decoder_residual_layers: int | None = None
+    decoder_transformer_layers: int | None = None
 
     @property
     def hop_length(self) -> int:
@@ -61,12 +68,23 @@ class RVQCodecConfig:
     def bitrate(self) -> float:
         return self.frame_rate * self.num_codebooks * math.log2(self.codebook_size)
 
-    def level_channels(self) -> list[int]:
-        return [min(self.base_channels * 2**i, self.max_channels) for i in range(len(self.ratios) + 1)]
+    def level_channels(self, decoder: bool = False) -> list[int]:
+        base, top = self.base_channels, self.max_channels
+        if decoder:
+            base, top = self.decoder_base_channels or base, self.decoder_max_channels or top
+        return [min(base * 2**i, top) for i in range(len(self.ratios) + 1)]
+
+    def decoder_setting(self, name: str) -> int:
+        """``residual_layers`` or ``transformer_layers`` of the decoder (its own, else the shared one)."""
+        own = getattr(self, f"decoder_{name}")
+        return getattr(self, name) if own is None else own
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ratios"] = list(self.ratios)
+        for k in DECODER_FIELDS:  # unset: left out, so older codecs keep their fingerprints
+            if d[k] is None:
+                del d[k]
         return d
 
     @classmethod
@@ -80,6 +98,9 @@ class RVQCodecConfig:
             d["ratios"] = tuple(d["ratios"])
         return cls(**d)
 
+
+DECODER_FIELDS = ("decoder_base_channels", "decoder_max_channels", "decoder_residual_layers",
+                  "decoder_transformer_layers")
 
 PRESETS: dict[str, RVQCodecConfig] = {
     # the default: 16 kHz speech, 25 Hz frames, 8 x 1024 codes = 2.0 kbps (1 codebook = 250 bit/s)
@@ -115,13 +136,13 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: RVQCodecConfig):
         super().__init__()
-        ch = cfg.level_channels()
-        self.transformer = _maybe_transformer(cfg)
+        ch = cfg.level_channels(decoder=True)
+        self.transformer = _maybe_transformer(cfg, cfg.decoder_setting("transformer_layers"))
         layers: list[nn.Module] = [CausalConv1d(cfg.dimension, ch[-1], cfg.kernel_size)]
         for i in reversed(range(len(cfg.ratios))):
             r = cfg.ratios[i]
             layers += [nn.ELU(), CausalConvTranspose1d(ch[i + 1], ch[i], 2 * r, stride=r)]
-            for j in range(cfg.residual_layers):
+            for j in range(cfg.decoder_setting("residual_layers")):
                 layers.append(ResidualBlock(ch[i], cfg.residual_kernel_size, 3**j, cfg.compress))
         layers += [nn.ELU(), CausalConv1d(ch[0], cfg.channels * cfg.patch_size, cfg.kernel_size)]
         self.convs = nn.Sequential(*layers)
@@ -132,10 +153,55 @@ class Decoder(nn.Module):
         return rearrange(x, "b (c p) t -> b c (t p)", p=self.patch_size)
 
 
-def _maybe_transformer(cfg: RVQCodecConfig) -> nn.Module:
-    if cfg.transformer_layers == 0:
+def grow_decoder(small: "RVQCodec", large: "RVQCodec") -> bool:
+    """Copy ``small``'s decoder into ``large``'s deeper one so that it decodes the same audio.
+
+    ``large`` may have more residual blocks per level and more transformer layers, with the
+    same widths. The extra residual blocks and layers get a zero output projection, so they
+    start as the identity and training grows the decoder from where ``small``'s left off.
+    Returns False (leaving ``large`` as it is) when the widths differ: that decoder starts fresh.
+    """
+    a, b = small.config, large.config
+    if a.level_channels(decoder=True) != b.level_channels(decoder=True) or a.dimension != b.dimension:
+        return False
+    old = list(small.decoder.convs)
+    i = 0
+    for m in large.decoder.convs:
+        if i < len(old) and type(m) is type(old[i]) and _same_shapes(m, old[i]):
+            m.load_state_dict(old[i].state_dict())
+            i += 1
+        elif isinstance(m, ResidualBlock):  # an extra block: x + 0
+            nn.init.zeros_(m.block[3].conv.weight)
+            nn.init.zeros_(m.block[3].conv.bias)
+        else:
+            return False
+    if i != len(old):
+        return False
+    old_t, new_t = small.decoder.transformer, large.decoder.transformer
+    old_layers = list(old_t.layers) if isinstance(old_t, CausalTransformer) else []
+    new_layers = list(new_t.layers) if isinstance(new_t, CausalTransformer) else []
+    if len(new_layers) < len(old_layers):
+        return False
+    for j, layer in enumerate(new_layers):
+        if j < len(old_layers):
+            layer.load_state_dict(old_layers[j].state_dict())
+        else:  # an extra layer: both residual branches output zero
+            nn.init.zeros_(layer.out.weight)
+            nn.init.zeros_(layer.ff[2].weight)
+            nn.init.zeros_(layer.ff[2].bias)
+    return True
+
+
+def _same_shapes(m: nn.Module, n: nn.Module) -> bool:
+    a, b = m.state_dict(), n.state_dict()
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+
+
+def _maybe_transformer(cfg: RVQCodecConfig, layers: int | None = None) -> nn.Module:
+    layers = cfg.transformer_layers if layers is None else layers
+    if layers == 0:
         return nn.Identity()
-    return CausalTransformer(cfg.dimension, cfg.transformer_layers, cfg.transformer_heads, cfg.transformer_context)
+    return CausalTransformer(cfg.dimension, layers, cfg.transformer_heads, cfg.transformer_context)
 
 
 @dataclass
@@ -175,7 +241,8 @@ class RVQCodec(Codec):
     @property
     def token_config(self) -> dict:
         # settings that only steer training (codebook updates, dropout) do not change the codes
-        training = ("ema_decay", "dead_code_threshold", "kmeans_iters", "quantizer_dropout", "commitment_weight")
+        training = ("ema_decay", "dead_code_threshold", "kmeans_iters", "quantizer_dropout", "commitment_weight",
+                    *DECODER_FIELDS)  # nor does the decoder's size
         cfg = {k: v for k, v in self.config.to_dict().items() if k not in training}
         return {"name": self.name, "backend": "rvq", "config": cfg}
 

@@ -9,7 +9,8 @@ Several CPU processes (gloo) or GPUs, one or many machines:
 Resume after an interruption (kill -9 included) from the last checkpoint:
     python recipes/train_codec.py ... --out runs/codec --resume
 
-Losses: L1 on the waveform, multi-scale mel (L1 on mel and log mel), commitment, and
+Losses: L1 on the waveform, multi-scale mel (L1 on mel and log mel), optionally a multi-resolution
+linear STFT loss (--stft-weight: spectral convergence + L1 log magnitude), commitment, and
 (from --adv-start on; --adv-weight 0 switches it off) an MS-STFT discriminator with
 hinge adversarial and feature-matching losses. Codebooks: k-means init on the first
 batch, EMA updates and dead-code replacement, all-reduced across processes so every
@@ -51,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="fine-tune only the decoder of --init-from: the encoder and codebooks stay frozen, so "
                         "codes, token files and token LMs made with that codec stay valid")
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable)")
+                   help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable); with --init-from "
+                        "only the decoder_* fields (a new, larger decoder on the same codes)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=20000)
     o.add_argument("--batch-size", type=int, default=8, help="per process")
@@ -60,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--grad-clip", type=float, default=1.0)
     o.add_argument("--l1-weight", type=float, default=0.1)
     o.add_argument("--mel-weight", type=float, default=1.0)
+    o.add_argument("--stft-weight", type=float, default=0.0,
+                   help="multi-resolution linear STFT loss (resolves harmonics; 0: off)")
     o.add_argument("--commit-weight", type=float, default=1.0)
     o.add_argument("--adv-weight", type=float, default=1.0, help="0 disables the discriminator")
     o.add_argument("--fm-weight", type=float, default=2.0)
@@ -93,7 +97,12 @@ def build_config(preset: str, overrides: list[str]):
 
     if preset not in PRESETS:
         raise TokenLMError(f"unknown preset '{preset}': choose from {', '.join(PRESETS)}")
-    cfg = PRESETS[preset]
+    return apply_overrides(PRESETS[preset], overrides)
+
+
+def apply_overrides(cfg, overrides: list[str]):
+    from tokenlm.errors import TokenLMError
+
     names = {f.name for f in dataclasses.fields(cfg)}
     changes = {}
     for item in overrides:
@@ -161,6 +170,7 @@ def main(argv=None) -> int:
 
     from tokenlm.codecs import RVQCodec, save_codec
     from tokenlm.codecs.losses import (
+        MultiResolutionSTFTLoss,
         MultiScaleMelLoss,
         MultiScaleSTFTDiscriminator,
         discriminator_loss,
@@ -194,7 +204,16 @@ def main(argv=None) -> int:
         init = load(args.init_from)
         if not isinstance(init, RVQCodec):
             raise TokenLMError(f"--init-from {args.init_from}: only tokenlm RVQ codecs can be trained here")
-    cfg = build_config(args.preset, args.set) if init is None else init.config
+    cfg = build_config(args.preset, args.set) if init is None else apply_overrides(init.config, args.set)
+    new_decoder = False
+    if init is not None and cfg != init.config:
+        from tokenlm.codecs.rvq_codec import DECODER_FIELDS
+
+        changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(init.config, f.name)]
+        if set(changed) - set(DECODER_FIELDS):
+            raise TokenLMError(f"--set {' '.join(args.set)} with --init-from: only the decoder's size "
+                               f"({', '.join(DECODER_FIELDS)}) can change in a trained codec")
+        new_decoder = True
     if resume_from is not None:  # the checkpoint's config wins: it is what the weights fit
         from tokenlm.codecs import RVQCodecConfig
 
@@ -211,7 +230,19 @@ def main(argv=None) -> int:
     valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
 
     codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
-    if init is not None:
+    if init is not None and new_decoder:  # encoder and codebooks from the trained codec, a new decoder
+        from tokenlm.codecs.rvq_codec import grow_decoder
+
+        state = {k: v for k, v in init.state_dict().items() if not k.startswith("decoder.")}
+        missing, unexpected = codec.load_state_dict(state, strict=False)
+        assert not unexpected and all(k.startswith("decoder.") for k in missing)
+        grown = grow_decoder(init, codec)  # deeper, same widths: starts as the old decoder
+        if main_proc:
+            n = sum(p.numel() for p in codec.decoder.parameters())
+            how = "grown from its decoder (new blocks start as the identity)" if grown else "trained from scratch"
+            print(f"train_codec: a new decoder ({n / 1e6:.2f} M parameters) on {args.init_from}'s codes, {how}",
+                  file=sys.stderr)
+    elif init is not None:
         codec.load_state_dict(init.state_dict())
     if args.decoder_only:
         if init is None and resume_from is None:
@@ -220,6 +251,7 @@ def main(argv=None) -> int:
             p.requires_grad_(name.startswith("decoder."))
     token_fp = codec.token_fingerprint if init is not None else None
     mel_loss = MultiScaleMelLoss(cfg.sample_rate).to(accelerator.device)
+    stft_loss = MultiResolutionSTFTLoss().to(accelerator.device) if args.stft_weight > 0 else None
     use_adv = args.adv_weight > 0
     disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
     opt_g = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
@@ -295,6 +327,10 @@ def main(argv=None) -> int:
         l1 = F.l1_loss(rec, wav)
         mel = mel_loss(rec, wav)
         loss = args.l1_weight * l1 + args.mel_weight * mel + args.commit_weight * out.commit_loss
+        if stft_loss is not None:
+            stft = stft_loss(rec, wav)
+            loss = loss + args.stft_weight * stft
+            metrics["stft"] = stft.item()
         if adv_on:
             with torch.no_grad():
                 _, real_feats = raw_disc(wav)

@@ -78,6 +78,52 @@ def test_streaming_equals_offline(tiny_codec, speechlike, chunks):
     assert (torch.cat(got_audio, -1) - audio).abs().max() < 1e-4
 
 
+def test_a_larger_decoder_reads_the_same_codes_and_streams(tiny_codec, speechlike, tmp_path):
+    import dataclasses
+
+    base = tiny_codec
+    cfg = dataclasses.replace(base.config, decoder_base_channels=16, decoder_max_channels=48,
+                              decoder_residual_layers=2, decoder_transformer_layers=0)
+    big = tc.RVQCodec(cfg).eval()
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = big.load_state_dict(state, strict=False)
+    assert not unexpected and missing and all(k.startswith("decoder.") for k in missing)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(big.decoder) > n(base.decoder) and n(big.encoder) == n(base.encoder)
+    # codes (and so token files and LMs) do not depend on the decoder: same token fingerprint
+    assert big.token_fingerprint == base.token_fingerprint and big.fingerprint != base.fingerprint
+    assert torch.equal(big.encode(speechlike), base.encode(speechlike))
+    # unset decoder fields stay out of the saved config (older codecs keep their fingerprints)
+    assert not any(k.startswith("decoder_") for k in base.config.to_dict())
+    assert tc.RVQCodecConfig.from_dict(cfg.to_dict()) == cfg
+    loaded = tc.load(tc.save_codec(big, tmp_path / "big"))
+    codes = big.encode(speechlike)
+    audio = loaded.decode(codes)
+    assert torch.allclose(audio, big.decode(codes), atol=1e-6)
+    with loaded.streaming(1):
+        parts = [loaded.decode(codes[..., i : i + 3]) for i in range(0, codes.shape[-1], 3)]
+    assert (torch.cat(parts, -1) - audio).abs().max() < 1e-4
+
+
+def test_a_deeper_decoder_grows_from_the_old_one_and_decodes_the_same(tiny_codec, speechlike):
+    import dataclasses
+
+    from tokenlm.codecs.rvq_codec import grow_decoder
+
+    base = tiny_codec
+    cfg = dataclasses.replace(base.config, decoder_residual_layers=2, decoder_transformer_layers=3)
+    deep = tc.RVQCodec(cfg).eval()
+    deep.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("decoder.")}, strict=False)
+    codes = base.encode(speechlike)
+    assert not torch.allclose(deep.decode(codes), base.decode(codes), atol=1e-3)
+    assert grow_decoder(base, deep)
+    assert len(deep.decoder.transformer.layers) == 3
+    assert sum(p.numel() for p in deep.decoder.parameters()) > sum(p.numel() for p in base.decoder.parameters())
+    assert torch.allclose(deep.decode(codes), base.decode(codes), atol=1e-5)
+    wide = tc.RVQCodec(dataclasses.replace(base.config, decoder_base_channels=16))
+    assert not grow_decoder(base, wide)  # other widths: nothing to grow from
+
+
 def test_default_preset_streams_like_offline(speechlike):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tc.UntrainedCodecWarning)

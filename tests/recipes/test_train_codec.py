@@ -85,8 +85,11 @@ def test_three_steps_then_the_model_loads(corpus, tmp_path):
     assert moved, "fine-tuning changed nothing"
     # --decoder-only moves the decoder alone: the codes keep their meaning (same token fingerprint)
     r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "dec", "--steps", "2", "--save-every", "2",
-                                                "--init-from", str(small), "--adv-weight", "0", "--decoder-only")])
+                                                "--init-from", str(small), "--adv-weight", "0", "--decoder-only",
+                                                "--stft-weight", "1")])
     assert r.returncode == 0, r.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "dec" / "log.jsonl").read_text().splitlines()]
+    assert all(x["stft"] > 0 for x in log if "loss" in x)
     dec = tc.load(tmp_path / "dec" / "model")
     base = tc.load(small)
     moved = {k.split(".")[0] for k, v in dec.state_dict().items()
@@ -95,6 +98,18 @@ def test_three_steps_then_the_model_loads(corpus, tmp_path):
     assert dec.token_fingerprint == base.token_fingerprint and dec.fingerprint != base.fingerprint
     wav = torch.randn(1, 1, 4 * codec.hop_length) * 0.1
     assert torch.equal(dec.encode(wav), base.encode(wav))
+    # a new, larger decoder on the same codes; other fields cannot change in a trained codec
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "big", "--steps", "2", "--save-every", "2",
+                                                "--init-from", str(small), "--adv-weight", "0", "--decoder-only",
+                                                "--set", "decoder_base_channels=16")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "a new decoder" in r.stderr and "from scratch" in r.stderr
+    big = tc.load(tmp_path / "big" / "model")
+    assert big.config.decoder_base_channels == 16 and big.token_fingerprint == base.token_fingerprint
+    assert torch.equal(big.encode(wav), base.encode(wav)) and big.decode(big.encode(wav)).shape == wav.shape
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "bad", "--steps", "2", "--init-from", str(small),
+                                                "--set", "num_codebooks=2")])
+    assert r.returncode != 0 and "only the decoder's size" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(corpus, tmp_path):
