@@ -153,7 +153,7 @@ class Decoder(nn.Module):
         return rearrange(x, "b (c p) t -> b c (t p)", p=self.patch_size)
 
 
-def grow_decoder(small: "RVQCodec", large: "RVQCodec") -> bool:
+def grow_decoder(small: RVQCodec, large: RVQCodec) -> bool:
     """Copy ``small``'s decoder into ``large``'s deeper one so that it decodes the same audio.
 
     ``large`` may have more residual blocks per level and more transformer layers, with the
