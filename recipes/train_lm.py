@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--acoustic-delay", type=int, default=1, help="tts: extra lag of codebooks 1..")
     o = p.add_argument_group("optimisation")
     o.add_argument("--steps", type=int, default=10000)
+    o.add_argument("--time-limit", type=float, default=None, metavar="MIN",
+                   help="stop after this many minutes of this run (saving the model); the learning-rate schedule "
+                        "then runs on whichever is further along, steps or time, so it has decayed when time is up")
     o.add_argument("--batch-size", type=int, default=16, help="per process and accumulation step")
     o.add_argument("--grad-accum", type=int, default=1)
     o.add_argument("--lr", type=float, default=1e-3)
@@ -335,6 +338,24 @@ def main(argv=None) -> int:
             save_lm(raw, run / "model", tokenizer, task=args.task, codec=codec_info,
                     extra={"step": step, "voices": args.voices})
 
+    lr_factor = warmup_cosine(args.warmup, args.steps)
+    t_start, step0 = time.perf_counter(), step
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise TokenLMError(f"--time-limit must be > 0 minutes, got {args.time_limit}")
+
+    def time_up() -> tuple[bool, float]:
+        """(time is up, schedule position): the main process's clock, broadcast so that every process
+        agrees on the learning rate and on when to stop."""
+        elapsed = time.perf_counter() - t_start
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            elapsed = float(broadcast(torch.tensor([elapsed], device=accelerator.device), from_process=0))
+        frac = elapsed / (60.0 * args.time_limit)
+        # a run that resumed part-way through the steps spends its time on the steps that are left
+        position = max(step, step0 + frac * (args.steps - step0))
+        return frac >= 1.0, position
+
     bar = tqdm(total=args.steps, initial=step, disable=not main_proc, desc=f"train {args.task}", dynamic_ncols=True)
     log = open(run / "log.jsonl", "a") if main_proc else None
     model.train()
@@ -355,12 +376,17 @@ def main(argv=None) -> int:
                 opt.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
+        stop = False
+        if args.time_limit is not None:
+            stop, position = time_up()
+            for g in opt.param_groups:  # the time-aware schedule overrides the step-based one
+                g["lr"] = g["initial_lr"] * lr_factor(int(position))
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss is {loss.item()} at step {step}: lower --lr or check the data")
         if main_proc and (step % args.log_every == 0 or step == 1):
             now = time.perf_counter()
             row = {"step": step, "loss": loss.item(), **{k: round(float(v), 4) for k, v in stats.items()},
-                   "grad_norm": float(grad_norm) if grad_norm is not None else None, "lr": sched.get_last_lr()[0],
+                   "grad_norm": float(grad_norm) if grad_norm is not None else None, "lr": opt.param_groups[0]["lr"],
                    "sec_per_step": (now - t_last) / (1 if step == 1 else args.log_every)}
             t_last = now
             log.write(json.dumps(row) + "\n")
@@ -372,10 +398,21 @@ def main(argv=None) -> int:
                 log.write(json.dumps({"step": step, **v}) + "\n")
                 log.flush()
                 bar.write(f"step {step}: " + ", ".join(f"{k[6:]} {x:.3f}" for k, x in v.items()))
-        if step % args.save_every == 0 or step == args.steps:
+        last = step == args.steps or stop
+        if valid is not None and stop and step % args.eval_every != 0:
+            v = validate(accelerator, raw, valid, streams, args, tokenizer)
+            if main_proc:
+                log.write(json.dumps({"step": step, **v}) + "\n")
+                log.flush()
+                bar.write(f"step {step}: " + ", ".join(f"{k[6:]} {x:.3f}" for k, x in v.items()))
+        if step % args.save_every == 0 or last:
             save(step)
         if step == args.kill_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
+        if stop:
+            if main_proc:
+                bar.write(f"--time-limit {args.time_limit:g} min reached at step {step}")
+            break
     bar.close()
     if log:
         log.close()

@@ -151,6 +151,24 @@ def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
     assert r.returncode == 1 and "is a 'asr' model" in r.stderr
 
 
+def test_time_limit_stops_saves_and_decays_the_learning_rate(toy, tmp_path):
+    out = tmp_path / "timed"
+    r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "100000", "--save-every", "100000", "--lr", "1e-3",
+                                    "--time-limit", "0.03"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--time-limit 0.03 min reached at step" in r.stdout + r.stderr
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    steps = [x["step"] for x in rows if "loss" in x]
+    assert 2 < steps[-1] < 100000
+    lrs = [x["lr"] for x in rows if "loss" in x]
+    assert max(lrs) > 5e-4 and lrs[-1] < 2e-4  # warmed up, then cosine down to its floor (0.1 x) by the time limit
+    assert any("valid_loss" in x for x in rows if x["step"] == steps[-1])  # a last validation at the stop
+    assert (out / "checkpoints" / "latest").read_text().strip() == f"step_{steps[-1]:07d}"  # saved at the stop
+    assert (out / "model" / "model.safetensors").exists()
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "bad", "asr", "--steps", "3", "--time-limit", "0"))
+    assert r.returncode == 1 and "--time-limit must be > 0" in r.stderr
+
+
 def test_export_float16_and_interim_warning(asr_run, tmp_path, capsys):
     from tokenlm.cli import main as cli
     from tokenlm.lm.checkpoint import InterimModelWarning, load_lm
@@ -251,7 +269,9 @@ def test_two_cpu_processes_over_gloo(toy, tmp_path):
         port = s.getsockname()[1]
     launcher = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port))
-    r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "3", "--save-every", "3", "--cpu"), launcher=launcher)
+    # --time-limit: the clock is broadcast from process 0 (never reached here)
+    r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "3", "--save-every", "3", "--cpu", "--time-limit", "30"),
+            launcher=launcher)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "processes=2" in (out / "command.txt").read_text()
     assert (out / "model" / "model.safetensors").exists()
