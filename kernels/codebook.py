@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from .dispatch import triton_impl
+from .dispatch import get_backend, triton_impl
 
 __all__ = [
     "EmbeddingTables",
@@ -125,8 +125,12 @@ def codebook_lookup_sum(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.T
 
 
 def rvq_encode(x: torch.Tensor, codebooks: torch.Tensor, norms: torch.Tensor | None = None) -> torch.Tensor:
-    """See :func:`rvq_encode_ref` (the Triton version computes the norms itself)."""
-    fn = triton_impl("codebook_triton", "rvq_encode", x, codebooks)
+    """See :func:`rvq_encode_ref` (the Triton version computes the norms itself).
+
+    Triton only when forced (``TOKENLM_KERNELS=triton`` / ``set_backend("triton")``): on an H200
+    (2026-11-30, kernels_bench) the true-fp32 kernel took 2.5 ms where the reference's cuBLAS
+    product took 0.6 ms (16 x 10 s of codec frames), so ``auto`` keeps the reference."""
+    fn = triton_impl("codebook_triton", "rvq_encode", x, codebooks) if get_backend() == "triton" else None
     return fn(x, codebooks) if fn is not None else rvq_encode_ref(x, codebooks, norms)
 
 

@@ -67,8 +67,10 @@ class LMStreamer:
                  generator: torch.Generator | None = None, use_kernels: bool | None = None,
                  compile: bool = False):
         """``use_kernels``: route cache attention and sampling through :mod:`tokenlm.kernels`
-        (Triton on CUDA, no host synchronisation); default: on CUDA only. On the CPU the kernels'
-        PyTorch references run, which the tests use to check the route.
+        (Triton on CUDA, no host synchronisation); default: off. On an H200 (2026-11-30,
+        ``benchmarks/kernels_bench.py``) the route's step took 1.09x, 1.25x and 1.01x the plain one's
+        time at batch 1, 16 and 64: each step is mostly launch overhead, which the kernels do not
+        remove. On the CPU the kernels' PyTorch references run, which the tests use to check the route.
 
         ``compile``: run the temporal transformer's step through ``torch.compile`` (fused kernels;
         one compilation per streamer, tens of seconds, then the same logits to float rounding).
@@ -97,7 +99,7 @@ class LMStreamer:
         self.generator = generator
         self._depth_cache: list = []
         self._rows = torch.arange(batch_size, device=self.device)
-        self.use_kernels = self.device.type == "cuda" if use_kernels is None else use_kernels
+        self.use_kernels = bool(use_kernels)
         self._fused: tuple | None = None  # (weights' versions, packed embeddings, fused qkv weights)
         self._temporal_fn = torch.compile(self._temporal, dynamic=False) if compile else self._temporal
 
