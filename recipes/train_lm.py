@@ -50,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override an LMConfig field")
     m.add_argument("--init-from", metavar="LM", help="start from a trained LM (folder or bundled name): its "
                    "config and weights, a fresh optimizer")
+    m.add_argument("--time-masks", type=int, default=0, help="asr: per training utterance, this many spans of audio "
+                   "input become 'no input' (SpecAugment-style; 0: off)")
+    m.add_argument("--mask-frames", type=int, default=10, help="asr: longest such span, in frames")
+    m.add_argument("--code-noise", type=float, default=0.0, help="asr: probability that an input audio code is "
+                   "replaced by a random one during training")
     m.add_argument("--codebooks", type=int, default=None, help="use the first N codebooks of the shards")
     m.add_argument("--codec-features", action="store_true", help="a new model embeds audio codes through "
                    "the codec's own codebook vectors (LMConfig.codec_features; loads the codec the shards name)")
@@ -160,6 +165,11 @@ def batch_for(step: int, micro: int, rank: int, args, pool: list[int], shards, s
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, len(pool), (args.batch_size,), generator=g).tolist()
     items = [(shards.codes[pool[i]], shards.text[pool[i]]) for i in idx]
+    if args.task == "asr" and (args.time_masks or args.code_noise):
+        from tokenlm.lm.data import augment_codes
+
+        items = [(augment_codes(c, g, args.time_masks, args.mask_frames, args.code_noise, shards.meta["codebook_size"]),
+                  t) for c, t in items]
     return collate(items, streams, args.max_frames, g)
 
 
@@ -291,6 +301,12 @@ def main(argv=None) -> int:
         if init.codec_info.get("fingerprint") != meta["codec"]:
             raise TokenLMError(f"--init-from {args.init_from} was trained on the tokens of another codec")
         cfg = init.model.config
+        for item in args.set:  # only what leaves the weights as they are
+            key, _, value = item.partition("=")
+            if key != "dropout":
+                raise TokenLMError(f"--set {item}: with --init-from only dropout can change (the model's size "
+                                   "and streams are the trained model's)")
+            cfg = dataclasses.replace(cfg, dropout=float(value))
         if cfg.stream_specs != streams:
             raise TokenLMError(f"--init-from {args.init_from}: its streams differ from --task/--codebooks/delays "
                                f"({[(s.name, s.delay) for s in cfg.stream_specs][:3]}...)")

@@ -118,3 +118,54 @@ def test_augment_corpus_cli(tmp_path):
         capture_output=True, text=True, cwd=ROOT,
     )
     assert r.returncode == 1 and r.stderr.startswith("augment_corpus: error:") and "Traceback" not in r.stderr
+
+
+def _median_f0(wav: torch.Tensor) -> float:
+    import torchaudio.functional as AF
+
+    return float(AF.detect_pitch_frequency(wav, SR, frame_time=0.02, freq_low=60, freq_high=500)[0].median())
+
+
+@pytest.mark.skipif(not __import__("tokenlm.data.tts", fromlist=["x"]).engine_available("flite"),
+                    reason="needs libflite1 (make speech-deps)")
+def test_respeak_raises_the_pitch_keeps_words_and_resumes(tmp_path):
+    from tokenlm.data.augment import respeak_manifest, respeak_plan
+
+    entries = read_manifest(_corpus(tmp_path))
+    entries[0]["text"] = "the quiet evening was long and the voice was low"
+    entries[2]["text"] = "   "  # the engine has nothing to say: logged and skipped
+    flite = lambda e: e["engine"] == "flite"  # noqa: E731
+    low = respeak_manifest(entries, tmp_path / "low", pitch_range=(1.0, 1.0), select=flite, workers=0)
+    logged = []
+    high = respeak_manifest(entries, tmp_path / "hi", pitch_range=(1.8, 1.8), factor_range=(1.1, 1.1),
+                            select=flite, workers=0, log=logged.append)
+    assert [e["id"] for e in high] == ["u0+ps1.80+sp1.10"] and len(logged) == 1 and "u2+ps1.80" in logged[0]
+    e = high[0]
+    assert e["voice"] == "awb+ps1.80+sp1.10" and e["source"] == "u0" and e["pitch"] == 1.8 and e["speed"] == 1.1
+    assert [w["word"] for w in e["words"]] == e["text"].split()
+    assert all(0 <= w["start"] <= w["end"] <= e["duration"] for w in e["words"])
+    lo_wav, _ = load_audio(low[0]["audio"])
+    hi_wav, _ = load_audio(e["audio"])
+    assert hi_wav.shape[-1] / SR == pytest.approx(e["duration"], abs=1e-3)
+    ratio = _median_f0(hi_wav) / _median_f0(lo_wav)
+    assert 1.6 < ratio < 2.4, ratio  # 1.8 x 1.1 = 1.98
+    # resume: the files and their entries are reused
+    stamp = Path(e["audio"]).stat().st_mtime_ns
+    again = respeak_manifest(entries, tmp_path / "hi", pitch_range=(1.8, 1.8), factor_range=(1.1, 1.1),
+                             select=flite, workers=0)
+    assert again == high and Path(e["audio"]).stat().st_mtime_ns == stamp
+    assert respeak_plan(entries[0], 0, (1.5, 2.0)) == respeak_plan(entries[0], 0, (1.5, 2.0))
+    with pytest.raises(TokenLMError, match="cannot speak it again"):
+        respeak_plan({**entries[0], "engine": "user"}, 0, (1.5, 2.0))
+    with pytest.raises(TokenLMError, match="pitch range"):
+        respeak_plan(entries[0], 0, (2.0, 1.5))
+
+
+def test_augment_corpus_respeak_arguments(tmp_path):
+    manifest = _corpus(tmp_path)
+    cmd = [sys.executable, str(ROOT / "recipes" / "augment_corpus.py"), "--manifest", str(manifest), "--out",
+           str(tmp_path / "x")]
+    for extra in (["--respeak-pitch", "1.5", "2", "--factors", "1.1"], ["--respeak-pitch", "1.5", "2", "--copies", "2",
+                                                                         "--range", "1", "1.2"], []):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and "usage:" in r.stderr, extra

@@ -142,11 +142,18 @@ def test_transcriber_streaming_matches_offline_and_cli(asr_run, toy, tmp_path):
 def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
     from tokenlm.lm.checkpoint import load_lm
 
+    # with dropout switched on and the audio input corrupted (time masks, random codes)
     r = run("train_lm.py", *lm_args(toy, tmp_path / "more", "asr", "--steps", "2", "--save-every", "2",
-                                    "--init-from", asr_run / "model"))
+                                    "--init-from", asr_run / "model", "--set", "dropout=0.1", "--time-masks", "2",
+                                    "--mask-frames", "5", "--code-noise", "0.1"))
     assert r.returncode == 0, r.stderr[-2000:]
-    a, b = load_lm(asr_run / "model").model.state_dict(), load_lm(tmp_path / "more" / "model").model.state_dict()
+    more = load_lm(tmp_path / "more" / "model")
+    a, b = load_lm(asr_run / "model").model.state_dict(), more.model.state_dict()
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    assert more.model.config.dropout == 0.1
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "bad1", "asr", "--steps", "1", "--init-from", asr_run / "model",
+                                    "--set", "dim=64"))
+    assert r.returncode == 1 and "only dropout can change" in r.stderr
     r = run("train_lm.py", *lm_args(toy, tmp_path / "bad", "tts", "--steps", "1", "--init-from", asr_run / "model"))
     assert r.returncode == 1 and "is a 'asr' model" in r.stderr
 

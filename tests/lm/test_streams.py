@@ -64,3 +64,25 @@ def test_place_words_marks_the_end_of_speech():
     # the mark never lands on a word's tokens
     stream, _ = place_words([[5, 6], [7]], [0.1, 0.2], 25, 12, 50, 51, end_time=0.0)
     assert stream.tolist()[:7] == [50, 51, 5, 6, 51, 7, 51]
+
+
+def test_augment_codes_masks_spans_and_adds_noise_without_touching_the_input():
+    from tokenlm.lm.data import augment_codes
+
+    codes = torch.randint(0, 64, (4, 500))
+    before = codes.clone()
+    g = torch.Generator().manual_seed(0)
+    out = augment_codes(codes, g, time_masks=3, mask_frames=20)
+    assert torch.equal(codes, before)
+    masked = (out == ZERO).all(dim=0)
+    assert ((out == ZERO) == masked[None]).all()  # whole frames, every codebook
+    assert 0 < int(masked.sum()) <= 60 and torch.equal(out[:, ~masked], codes[:, ~masked])
+    noisy = augment_codes(codes, torch.Generator().manual_seed(1), code_noise=0.3, card=64)
+    changed = float((noisy != codes).float().mean())
+    assert 0.25 < changed < 0.32  # 0.3 replaced, 1/64 of them by the same code
+    assert noisy.min() >= 0 and noisy.max() < 64
+    again = augment_codes(codes, torch.Generator().manual_seed(1), code_noise=0.3, card=64)
+    assert torch.equal(noisy, again)
+    assert torch.equal(augment_codes(codes, g), codes)  # nothing asked: a copy
+    with pytest.raises(ValueError, match="card"):
+        augment_codes(codes, g, code_noise=0.1)

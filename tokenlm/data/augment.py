@@ -9,6 +9,12 @@ female and higher voices that the held-out test voices include.
 :func:`speed_perturb` changes one waveform; :func:`perturb_manifest` writes perturbed copies of
 (a selection of) a manifest's utterances with their word times scaled, under a new folder, and
 returns the new manifest entries. ``recipes/augment_corpus.py`` is its command line.
+
+Speed perturbation moves pitch and formants together. :func:`respeak_manifest` moves the pitch
+alone: it has the utterance's own engine and voice speak its text again with the F0 scaled by a
+drawn factor (flite shifts F0 and keeps the voice's spectral envelope), optionally followed by a
+speed perturbation. A male voice at 1.6-2x pitch and 1.1-1.2x speed is as near as these engines
+come to a female one.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 from ..audio import audio_info, load_audio, resample, save_audio
 from ..errors import AudioError, TokenLMError
 
-__all__ = ["speed_perturb", "perturb_entry", "perturb_manifest", "choose_factors"]
+__all__ = ["speed_perturb", "perturb_entry", "perturb_manifest", "choose_factors", "respeak_plan", "respeak_manifest"]
 
 FACTOR_STEP = 0.01  # factors are rounded to this, so the resampling ratio stays a small fraction
 MIN_FACTOR, MAX_FACTOR = 0.5, 2.0
@@ -152,4 +158,140 @@ def perturb_manifest(
         for f in choose_factors(entry["id"], seed, factors, factor_range, copies):
             name = f"{entry['id']}+{_suffix(f)}.wav"
             out.append(perturb_entry(entry, f, out_dir / "audio" / entry.get("split", "train") / name))
+    return out
+
+
+def _pitch_suffix(pitch: float) -> str:
+    return f"ps{pitch:.2f}"
+
+
+def respeak_plan(entry: dict, seed: int, pitch_range: tuple[float, float],
+                 rate_range: tuple[float, float] = (0.9, 1.15)) -> dict:
+    """The synthesis plan (:func:`tokenlm.data.corpus.render_utterance`) that speaks ``entry``'s text
+    again with its engine and voice at a pitch drawn from ``pitch_range`` (a function of ``seed``
+    and the id alone)."""
+    from .corpus import LEVEL_DB, SILENCE
+
+    if entry.get("engine") not in ("flite", "espeak-ng"):
+        raise TokenLMError(f"{entry['id']}: engine {entry.get('engine')!r} cannot speak it again "
+                           "(only synthetic flite / espeak-ng utterances)")
+    lo, hi = (float(x) for x in pitch_range)
+    if not 0.5 <= lo <= hi <= 3.0:
+        raise TokenLMError(f"pitch range {lo}..{hi}: give 0.5 <= LO <= HI <= 3")
+    rng = _rng(seed, "respeak:" + entry["id"])
+    pitch = round(rng.uniform(lo, hi), 2)
+    return {
+        "id": f"{entry['id']}+{_pitch_suffix(pitch)}",
+        "split": entry.get("split", "train"),
+        "text": entry["text"],
+        "engine": entry["engine"],
+        "voice": entry["voice"],
+        "rate": round(rng.uniform(*rate_range), 3),
+        "pitch": pitch,
+        "level_db": round(rng.uniform(*LEVEL_DB), 2),
+        "lead": round(rng.uniform(*SILENCE), 3),
+        "trail": round(rng.uniform(*SILENCE), 3),
+        "noise_seed": rng.getrandbits(31),
+    }
+
+
+def _sidecar(audio_path: str | os.PathLike) -> Path:
+    return Path(audio_path).with_suffix(".json")
+
+
+def _respeak_one(job: tuple[dict, dict, float | None, str]) -> dict | str:
+    """Worker: render one plan, speed-perturb it, write the audio and its entry (a ``.json`` beside
+    it, written last: a run that resumes trusts a file only with it). Returns the entry, or an
+    error line."""
+    import json
+
+    from ..fileio import atomic_write
+    from .corpus import SAMPLE_RATE, render_utterance
+
+    entry, plan, factor, audio_path = job
+    r = render_utterance(plan)
+    if not r["ok"]:
+        return f"{plan['id']}: {r['error']}"
+    wav = torch.from_numpy(r["samples"])[None]
+    words = r["words"]
+    if factor is not None:
+        wav = speed_perturb(wav, factor, SAMPLE_RATE)
+        words = [{**w, "start": round(w["start"] / factor, 4), "end": round(w["end"] / factor, 4)} for w in words]
+    duration = wav.shape[-1] / SAMPLE_RATE
+    words = [{**w, "start": min(w["start"], duration), "end": min(w["end"], duration)} for w in words]
+    save_audio(audio_path, wav, SAMPLE_RATE)
+    suffix = _pitch_suffix(plan["pitch"]) + (f"+{_suffix(factor)}" if factor is not None else "")
+    out = {k: v for k, v in entry.items() if k not in ("id", "audio", "words", "voice", "duration", "speed")}
+    out.update(id=f"{entry['id']}+{suffix}", audio=str(Path(audio_path).resolve()), words=words,
+               voice=f"{entry['voice']}+{suffix}", duration=round(duration, 6), source=entry["id"],
+               pitch=plan["pitch"], rate=plan["rate"], sample_rate=SAMPLE_RATE)
+    if factor is not None:
+        out["speed"] = factor
+    text = json.dumps(out)
+    atomic_write(_sidecar(audio_path), lambda tmp: Path(tmp).write_text(text))
+    return out
+
+
+def respeak_manifest(
+    entries: Iterable[dict],
+    out_dir: str | os.PathLike,
+    *,
+    pitch_range: tuple[float, float],
+    factor_range: tuple[float, float] | None = None,
+    seed: int = 0,
+    select: Callable[[dict], bool] | None = None,
+    workers: int = 2,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """The selected synthetic ``entries`` spoken again at a drawn pitch (and then, with
+    ``factor_range``, played at a drawn speed), written under ``out_dir/audio/<split>/``.
+
+    Returns the new entries; an utterance the engine fails on is reported through ``log`` and
+    skipped. Utterances written by an earlier run are reused (an interrupted run continues).
+    ``workers`` processes synthesize (0: this process); ``progress(iterable, total)`` wraps the loop."""
+    import json
+
+    out_dir = Path(out_dir)
+    chosen = [e for e in entries if select is None or select(e)]
+    if not chosen:
+        raise TokenLMError("no utterance matches the selection")
+    jobs = []
+    for e in chosen:
+        plan = respeak_plan(e, seed, pitch_range)
+        factor = None
+        if factor_range is not None:
+            factor = choose_factors(plan["id"], seed, factor_range=factor_range)[0]
+        name = plan["id"] + (f"+{_suffix(factor)}" if factor is not None else "") + ".wav"
+        jobs.append((e, plan, factor, str(out_dir / "audio" / plan["split"] / name)))
+    for split in {j[1]["split"] for j in jobs}:
+        (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict | str] = {}
+    todo = []
+    for j in jobs:
+        side = _sidecar(j[3])
+        if side.is_file() and Path(j[3]).is_file():
+            results[j[3]] = json.loads(side.read_text())
+        else:
+            todo.append(j)
+    if workers > 0 and len(todo) > 1:
+        import multiprocessing as mp
+
+        from .corpus import _init_worker
+
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            it = pool.imap(_respeak_one, todo, chunksize=8)
+            for j, r in zip(todo, progress(it, len(todo)) if progress else it):
+                results[j[3]] = r
+    else:
+        for j in progress(todo, len(todo)) if progress else todo:
+            results[j[3]] = _respeak_one(j)
+    out = []
+    for j in jobs:
+        r = results[j[3]]
+        if isinstance(r, str):
+            if log:
+                log(f"skipped {r}")
+            continue
+        out.append(r)
     return out

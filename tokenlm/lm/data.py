@@ -141,6 +141,30 @@ class TokenShards:
         return sum(c.shape[1] for c in self.codes)
 
 
+def augment_codes(codes: torch.Tensor, generator: torch.Generator, time_masks: int = 0, mask_frames: int = 10,
+                  code_noise: float = 0.0, card: int | None = None) -> torch.Tensor:
+    """Training-time corruption of input audio codes ``[Q, F]`` (a new tensor; ``codes`` is untouched).
+
+    ``time_masks`` spans of up to ``mask_frames`` frames each (SpecAugment-style) become
+    :data:`~tokenlm.lm.streams.ZERO`, "no input", in every codebook; each other code is replaced by a
+    uniformly random one of ``card`` with probability ``code_noise``. A model that reads audio it does
+    not have to predict (ASR) then cannot lean on any one stretch or on the exact codes of a voice."""
+    from .streams import ZERO
+
+    codes = codes.clone()
+    q, f = codes.shape
+    if code_noise > 0:
+        if card is None:
+            raise ValueError("code_noise needs card (the codebook size)")
+        hit = torch.rand(q, f, generator=generator) < code_noise
+        codes[hit] = torch.randint(0, card, (int(hit.sum()),), generator=generator)
+    for _ in range(time_masks if f > 0 else 0):
+        w = int(torch.randint(0, mask_frames + 1, (1,), generator=generator))
+        s = int(torch.randint(0, max(1, f - w + 1), (1,), generator=generator))
+        codes[:, s: s + w] = ZERO
+    return codes
+
+
 def collate(items: list[tuple[torch.Tensor, torch.Tensor]], streams: Streams,
             max_frames: int | None = None, generator: torch.Generator | None = None):
     """Stream tensors for a batch of ``(codes [Q, F], text [F])`` utterances.
