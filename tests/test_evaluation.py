@@ -204,7 +204,8 @@ def test_read_manifest(tmp_path):
     m.write_text(json.dumps({"audio": "wav/a.wav", "voice": "slt", "text": "hi"}) + "\n\n"
                  + json.dumps({"audio": str(absolute), "id": 7}) + "\n")
     items = ev.read_manifest(m)
-    assert items == [ev.Utterance(str(d / "wav" / "a.wav"), "slt"), ev.Utterance(str(absolute), "unknown", "7")]
+    assert items == [ev.Utterance(str(d / "wav" / "a.wav"), "slt", text="hi"),
+                     ev.Utterance(str(absolute), "unknown", "7")]
     assert items[0].name == "a" and items[1].name == "7"
     assert len(ev.read_manifest(m, limit=1)) == 1
 
@@ -319,6 +320,33 @@ def run_cli(*args):
     env = {k: v for k, v in os.environ.items() if k not in ("TOKENLM_DEBUG", "PYTHONWARNINGS")}
     return subprocess.run([sys.executable, "-m", "tokenlm.cli", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=300)
+
+
+def test_intelligibility_scores_every_system_and_the_original(utterances, tiny_codec, tmp_path, monkeypatch):
+    import tokenlm.lm.evaluation as lme
+
+    class Judge:  # hears the first two words of whatever it is given, whatever the audio
+        calls = 0
+
+        def transcribe(self, wav):
+            Judge.calls += 1
+            assert wav.dtype == torch.float32 and wav.dim() == 1 and wav.numel() > 0
+            return "one two"
+
+    monkeypatch.setattr(lme, "Pocketsphinx", Judge)
+    d, paths = utterances
+    utts = [ev.Utterance(p, "slt", text="one two three four") for p in paths]
+    res = ev.evaluate_codec(utts, tiny_codec, codebooks=[1, 2], classic=[], progress=False, intelligibility=True)
+    assert res["settings"]["wer_original"] == pytest.approx(0.5)
+    assert [s["wer"] for s in res["systems"]] == [pytest.approx(0.5)] * 2
+    assert Judge.calls == len(paths) * 3  # the original and each system, per utterance
+    assert res["utterances"][0]["heard"] == {"original": "one two", "tokenlm-q1": "one two", "tokenlm-q2": "one two"}
+    table = ev.format_table(res)
+    assert "| WER ↓ |" in table and "| original (no codec) |" in table and "| 50.0% |" in table
+    with pytest.raises(ev.EvaluationError, match="needs a transcript"):
+        ev.evaluate_codec(paths, tiny_codec, codebooks=[1], classic=[], progress=False, intelligibility=True)
+    plain = ev.format_table(ev.evaluate_codec(utts, tiny_codec, codebooks=[1], classic=[], progress=False))
+    assert "WER" not in plain
 
 
 def test_cli_eval_codec(utterances, tmp_path):

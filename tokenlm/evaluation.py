@@ -425,6 +425,7 @@ class Utterance:
     path: str
     voice: str = "unknown"
     id: str | None = None
+    text: str | None = None  # the transcript, for the intelligibility score (--wer)
 
     @property
     def name(self) -> str:
@@ -455,7 +456,9 @@ def read_manifest(path: str | os.PathLike, limit: int | None = None) -> list[Utt
             if not audio.is_file():
                 raise EvaluationError(f"{path}:{lineno}: audio file {audio} does not exist")
             uid = obj.get("id")
-            items.append(Utterance(str(audio), str(obj.get("voice") or "unknown"), None if uid is None else str(uid)))
+            text = obj.get("text")
+            items.append(Utterance(str(audio), str(obj.get("voice") or "unknown"), None if uid is None else str(uid),
+                                   text if isinstance(text, str) and text.strip() else None))
     if not items:
         raise EvaluationError(f"{path}: manifest has no utterances")
     return items
@@ -519,6 +522,7 @@ def evaluate_codec(
     weights=None,
     device: str = "cpu",
     progress: bool = True,
+    intelligibility: bool = False,
 ) -> dict:
     """Score tokenlm's codec at each codebook count and the classic codecs on ``utterances``.
 
@@ -527,6 +531,10 @@ def evaluate_codec(
     ``codebooks``: codebook counts to score (default ``1 .. num_codebooks``).
     ``classic``: names from :data:`CLASSIC_NAMES` (default all; ``[]`` for none); systems whose
     tools are missing are skipped with one warning each.
+    ``intelligibility``: also transcribe the original and every system's output with pocketsphinx
+    (its bundled US-English model; an independent judge) and give each system's word error rate
+    against the utterances' ``text`` (every utterance needs one): ``wer`` per system and
+    ``settings.wer_original``, the judge's own error on the unprocessed audio.
     Returns a JSON-serialisable dict: ``settings``, ``date``, ``versions``, ``systems`` (averages
     with 95% CI half-widths, per voice), ``utterances`` (every score), ``failures``, ``skipped``,
     ``timing``.
@@ -540,6 +548,15 @@ def evaluate_codec(
             for u in utterances]
     if not utts:
         raise EvaluationError("no utterances to evaluate")
+    judge = None
+    if intelligibility:
+        missing = [u.name for u in utts if not u.text]
+        if missing:
+            raise EvaluationError(f"--wer needs a transcript (\"text\" in the manifest) for every utterance; "
+                                  f"{len(missing)} have none (first: {missing[0]})")
+        from tokenlm.lm.evaluation import Pocketsphinx
+
+        judge = Pocketsphinx()
     codec, source = _resolve_codec(codec, weights, device)
     qmax = codec.num_codebooks
     ns = list(range(1, qmax + 1)) if codebooks is None else sorted({int(n) for n in codebooks})
@@ -577,6 +594,7 @@ def evaluate_codec(
     coded_seconds = {s: 0.0 for s in systems}
     elapsed = {s: 0.0 for s in systems}
     failures, per_utt, delay_check = [], [], {}
+    heard: dict[str, list[str]] = {s: [] for s in ["original", *systems]}
     total_seconds = 0.0
     p = next(codec.parameters(), None)
     dev = p.device if p is not None else torch.device("cpu")
@@ -617,10 +635,17 @@ def evaluate_codec(
                 elapsed[c.name] += time.perf_counter() - t0
 
             row = {"id": u.name, "path": u.path, "voice": u.voice, "seconds": seconds, "scores": {}}
+            if judge is not None:
+                row["text"] = u.text
+                row["heard"] = {"original": judge.transcribe(torch.from_numpy(ref).float())}
+                heard["original"].append(row["heard"]["original"])
             for s, out in outputs.items():
                 if out is None:
                     scores[s].append(dict.fromkeys(METRICS))
                     row["scores"][s] = dict.fromkeys(METRICS)
+                    if judge is not None:
+                        heard[s].append("")  # no output: every word missed
+                        row["heard"][s] = ""
                     continue
                 y, bits, payload = out
                 coded_bits[s] += bits
@@ -632,6 +657,9 @@ def evaluate_codec(
                     except EvaluationError:
                         delay_check[s] = None
                 deg = align(ref.size, y, round(systems[s]["delay_ms"] * SAMPLE_RATE / 1000))
+                if judge is not None:
+                    row["heard"][s] = judge.transcribe(torch.from_numpy(deg).float())
+                    heard[s].append(row["heard"][s])
                 sc, errs = _score(ref, deg)
                 scores[s].append(sc)
                 row["scores"][s] = sc
@@ -641,6 +669,12 @@ def evaluate_codec(
         bar.close()
 
     voices = sorted({u.voice for u in utts})
+    word_error = None
+    if judge is not None:
+        from tokenlm.lm.evaluation import wer
+
+        texts = [u.text for u in utts]
+        word_error = {s: wer(texts, h) for s, h in heard.items()}
     results = []
     for s, info in systems.items():
         entry = dict(info)
@@ -653,6 +687,8 @@ def evaluate_codec(
             idx = [k for k, u in enumerate(utts) if u.voice == v]
             entry["per_voice"][v] = {"n": len(idx), **{
                 m: _summary([scores[s][k][m] for k in idx])["mean"] for m in METRICS}}
+        if word_error is not None:
+            entry["wer"] = word_error[s]
         entry["failures"] = sum(1 for f in failures if f["system"] == s)
         entry["seconds"] = elapsed[s]
         results.append(entry)
@@ -684,6 +720,8 @@ def evaluate_codec(
                          "to the reference length",
             "delay_check_ms": delay_check,
             "delay_check_utterance": utts[0].name,
+            "wer_judge": "pocketsphinx (bundled en-us model), corpus WER of normalised words" if judge else None,
+            "wer_original": word_error["original"] if word_error else None,
         },
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _tool_versions(),
@@ -718,9 +756,14 @@ def _title(result: dict) -> str:
 def format_table(result: dict) -> str:
     """The averages as a markdown table (mean ± 95% CI half-width), with notes."""
     digits = {"stoi": 3, "pesq_wb": 2, "si_sdr": 1, "mel_distance": 3}
+    with_wer = result["settings"].get("wer_original") is not None
     lines = [f"## {_title(result)}", "",
-             "| system | kbps | measured kbps | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " | failures |",
-             "|---|---:|---:|" + "---:|" * len(METRICS) + "---:|"]
+             "| system | kbps | measured kbps | " + " | ".join(METRIC_LABELS[m] for m in METRICS)
+             + (" | WER ↓ |" if with_wer else " |") + " failures |",
+             "|---|---:|---:|" + "---:|" * len(METRICS) + ("---:|" if with_wer else "") + "---:|"]
+    if with_wer:
+        lines.append("| original (no codec) | | | " + " | ".join("" for _ in METRICS)
+                     + f" | {100 * result['settings']['wer_original']:.1f}% | |")
     for e in result["systems"]:
         measured = "-"
         if e["measured_kbps"] is not None:
@@ -728,12 +771,16 @@ def format_table(result: dict) -> str:
             if abs(e["payload_kbps"] - e["measured_kbps"]) > 0.005:
                 measured += f" / {e['payload_kbps']:.2f}"
         cells = [_cell(e["metrics"][m], digits[m]) for m in METRICS]
+        wer_cell = f" | {100 * e['wer']:.1f}%" if with_wer else ""
         lines.append(f"| {e['label']} | {e['kbps']:.2f} | {measured} | " + " | ".join(cells)
-                     + f" | {e['failures']} |")
+                     + f"{wer_cell} | {e['failures']} |")
     lines += ["", "Metrics at 16 kHz mono, mean ± 95% CI half-width over utterances. kbps: nominal. Measured "
               "kbps: coded size over duration, as `file / payload` where they differ (Opus: the Ogg file, then "
               "its audio packets alone; Codec 2: frames padded to whole bytes; tokenlm: packed codes). "
               "Codec 2 runs at 8 kHz: band-limited to 4 kHz."]
+    if with_wer:
+        lines.append("WER: intelligibility, the word error rate of pocketsphinx (bundled US-English model) on each "
+                     "system's output against the transcripts; the first row is the judge on the original audio.")
     for s in result["skipped"]:
         lines.append(f"Skipped {s['system']}: {s['reason']}.")
     return "\n".join(lines) + "\n"
@@ -830,6 +877,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"classic codecs to compare with (default: all of {', '.join(CLASSIC_NAMES)})")
     parser.add_argument("--no-classic", action="store_true", help="score tokenlm's codec only")
     parser.add_argument("--device", default="cpu", help="device for tokenlm's codec (default: %(default)s)")
+    parser.add_argument("--wer", action="store_true",
+                        help="also score intelligibility: pocketsphinx's word error rate on each output "
+                             "(needs \"text\" in the manifest)")
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR, metavar="DIR",
                         help="where codec_eval.{md,json,png} go (default: %(default)s)")
     return parser
@@ -851,7 +901,8 @@ def run(args: argparse.Namespace, codec=None) -> int:
         codec = codec.to(args.device)
     classic = [] if args.no_classic else args.classic
     t0 = time.perf_counter()
-    result = evaluate_codec(utts, codec, codebooks=args.codebooks, classic=classic, device=args.device)
+    result = evaluate_codec(utts, codec, codebooks=args.codebooks, classic=classic, device=args.device,
+                            intelligibility=getattr(args, "wer", False))
     result["settings"]["codec_source"] = args.codec
     result["settings"]["inputs"] = {"manifest": args.manifest, "audio": args.audio, "limit": args.limit}
     paths = write_report(result, out_dir)
