@@ -43,8 +43,9 @@ def _frame_db(x: np.ndarray, n: int = 320) -> np.ndarray:
     return 10 * np.log10((x.astype(np.float64) ** 2).mean(1) + 1e-12)
 
 
-def diagnose_pair(ref: np.ndarray, out: np.ndarray, sample_rate: int = 16000) -> dict:
-    """Figures for one (original, decoded) pair at 16 kHz, same length."""
+def diagnose_pair(ref: np.ndarray, out: np.ndarray, sample_rate: int = 16000, judge=None) -> dict:
+    """Figures for one (original, decoded) pair at 16 kHz, same length. ``judge`` (a recognizer with
+    ``transcribe(wav)``, e.g. pocketsphinx) also transcribes the original and each signal."""
     from tokenlm import evaluation as ev
 
     n = min(len(ref), len(out))
@@ -57,6 +58,9 @@ def diagnose_pair(ref: np.ndarray, out: np.ndarray, sample_rate: int = 16000) ->
     }
     res = {k: {"stoi": ev.stoi(ref, v, sample_rate), "pesq_wb": ev.pesq_wb(ref, v, sample_rate)}
            for k, v in mixes.items()}
+    if judge is not None:
+        res["heard"] = {k: judge.transcribe(torch.from_numpy(np.ascontiguousarray(v)).float())
+                        for k, v in {"original": ref, **mixes}.items()}
     er, ey = _frame_db(ref), _frame_db(out)
     silent = er < er.max() - 40
     res["silence_db"] = float(np.mean(ey[silent] - er[silent])) if silent.any() else None
@@ -69,17 +73,22 @@ def diagnose_pair(ref: np.ndarray, out: np.ndarray, sample_rate: int = 16000) ->
     return res
 
 
-def diagnose(utterances, codec, num_codebooks: int | None = None, progress: bool = True) -> dict:
+def diagnose(utterances, codec, num_codebooks: int | None = None, progress: bool = True, judge=None) -> dict:
+    """``judge``: also the word error rate of each signal as that recognizer hears it (the
+    utterances need their ``text``)."""
     from tqdm import tqdm
 
     from tokenlm.audio import load_audio
+    from tokenlm.errors import TokenLMError
 
+    if judge is not None and any(not u.text for u in utterances):
+        raise TokenLMError("--wer needs a transcript (\"text\" in the manifest) for every utterance")
     rows = []
     for u in tqdm(utterances, desc="diagnose", disable=not progress):
         wav, _ = load_audio(u.path, codec.sample_rate, codec.channels)
         with torch.no_grad():
             out = codec.decode(codec.encode(wav[None], num_codebooks))[0, 0, : wav.shape[-1]]
-        rows.append(diagnose_pair(wav[0].numpy(), out.numpy(), codec.sample_rate))
+        rows.append(diagnose_pair(wav[0].numpy(), out.numpy(), codec.sample_rate, judge))
     mean = lambda xs: float(np.mean([x for x in xs if x is not None])) if any(x is not None for x in xs) else None  # noqa: E731
     summary = {k: {m: mean([r[k][m] for r in rows]) for m in ("stoi", "pesq_wb")}
                for k in ("codec", "codec_magnitude_original_phase", "original_magnitude_codec_phase")}
@@ -87,15 +96,24 @@ def diagnose(utterances, codec, num_codebooks: int | None = None, progress: bool
     summary["silence_level_dbfs"] = mean([r["silence_level_dbfs"] for r in rows])
     summary["band_bias_db"] = {b: mean([r["band_bias_db"][b] for r in rows]) for b in rows[0]["band_bias_db"]}
     summary["utterances"] = len(rows)
+    if judge is not None:
+        from tokenlm.lm.evaluation import wer
+
+        texts = [u.text for u in utterances]
+        summary["wer"] = {k: wer(texts, [r["heard"][k] for r in rows]) for k in rows[0]["heard"]}
     return summary
 
 
 def format_report(s: dict) -> str:
-    lines = ["| signal | STOI | PESQ-WB |", "|---|---:|---:|"]
+    w = s.get("wer")
+    lines = ["| signal | STOI | PESQ-WB |" + (" WER |" if w else ""), "|---|---:|---:|" + ("---:|" if w else "")]
     names = {"codec": "codec output", "codec_magnitude_original_phase": "codec magnitude + original phase",
              "original_magnitude_codec_phase": "original magnitude + codec phase"}
+    if w:
+        lines.append(f"| original | | | {100 * w['original']:.1f}% |")
     for k, label in names.items():
-        lines.append(f"| {label} | {s[k]['stoi']:.3f} | {s[k]['pesq_wb']:.2f} |")
+        lines.append(f"| {label} | {s[k]['stoi']:.3f} | {s[k]['pesq_wb']:.2f} |"
+                     + (f" {100 * w[k]:.1f}% |" if w else ""))
     lines.append("")
     if s["silence_db"] is not None:
         lines.append(f"Where the original is silent: output at {s['silence_level_dbfs']:.1f} dBFS, "
@@ -114,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--codebooks", type=int, help="codebooks to use (default: all)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    p.add_argument("--wer", action="store_true", help="also pocketsphinx's word error rate on each signal "
+                   "(needs \"text\" in the manifest)")
     args = p.parse_args(argv)
     from tokenlm.errors import TokenLMError
     from tokenlm.evaluation import read_manifest
@@ -124,7 +144,12 @@ def main(argv=None) -> int:
         import tokenlm.codecs as tc
 
         codec = tc.load(args.codec).eval()
-        s = diagnose(read_manifest(args.manifest, args.limit), codec, args.codebooks)
+        judge = None
+        if args.wer:
+            from tokenlm.lm.evaluation import Pocketsphinx
+
+            judge = Pocketsphinx()
+        s = diagnose(read_manifest(args.manifest, args.limit), codec, args.codebooks, judge=judge)
     except TokenLMError as e:
         print(f"diagnose_codec: {e}", file=sys.stderr)
         return 1

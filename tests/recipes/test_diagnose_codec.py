@@ -51,3 +51,37 @@ def test_cli_runs_on_the_bundled_codec_and_fails_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "recipes" / "diagnose_codec.py"), "--manifest",
                         str(tmp_path / "missing.jsonl")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 1 and "no such manifest" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_judge_hears_every_signal_and_gives_word_error_rates(tmp_path):
+    import pytest
+    import torch
+
+    from tokenlm.errors import TokenLMError
+    from tokenlm.evaluation import Utterance
+
+    class Judge:  # hears the original right and every processed signal as one word short
+        def transcribe(self, wav):
+            assert isinstance(wav, torch.Tensor) and wav.dtype == torch.float32
+            return "one two three" if wav.numpy().tobytes() == ref.tobytes() else "one two"
+
+    class Identity(torch.nn.Module):  # a "codec" that returns its input
+        sample_rate, channels = 16000, 1
+
+        def encode(self, x, n=None):
+            return x
+
+        def decode(self, codes):
+            return codes
+
+    ref = voiced()
+    sf.write(tmp_path / "a.wav", ref, 16000, subtype="FLOAT")
+    u = Utterance(str(tmp_path / "a.wav"), "synth", text="One, two three!")
+    s = diagnose_codec.diagnose([u], Identity(), progress=False, judge=Judge())
+    assert s["wer"]["original"] == 0.0
+    assert s["wer"]["codec"] == pytest.approx(0.0)  # the identity codec: the same bytes as the original
+    assert s["wer"]["original_magnitude_codec_phase"] == pytest.approx(1 / 3)  # resynthesised: not bit-equal
+    report = diagnose_codec.format_report(s)
+    assert "| original | | | 0.0% |" in report and "33.3% |" in report
+    with pytest.raises(TokenLMError, match="needs a transcript"):
+        diagnose_codec.diagnose([Utterance(str(tmp_path / "a.wav"))], Identity(), progress=False, judge=Judge())
