@@ -92,6 +92,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also use espeak-ng's novelty variants (robots, 'Demonic', the 'fast' test voice)",
     )
     p.add_argument(
+        "--phones",
+        action="store_true",
+        help="also store phone timings (\"phones\": [{phone, start, end}], the engines' own phone names)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="OUT holds a corpus built with other settings: delete its audio and manifests and start again",
@@ -174,6 +179,7 @@ def _build(args) -> int:
         flite_share=args.flite_share,
         test_flite_share=args.test_flite_share,
         include_novelty_voices=args.all_variants,
+        phones=args.phones,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )

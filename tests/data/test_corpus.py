@@ -430,3 +430,37 @@ def _sentences_file(tmp_path):
     p = tmp_path / "sentences.txt"
     p.write_text("\n".join(SENTENCES) + "\n")
     return p
+
+
+@needs_engines
+@pytest.mark.parametrize("engine,voice,pause", [("flite", "kal16", "pau"), ("espeak-ng", "en-us", "_")])
+def test_phone_timings_tile_the_words(engine, voice, pause):
+    text = "The quick brown fox jumps over the lazy dog."
+    wav, words, phones = tts.get_engine(engine).synthesize(text, voice, phones=True)
+    dur = wav.shape[-1] / tts.SAMPLE_RATE
+    assert len(phones) >= 25 and all(0 <= p["start"] < p["end"] <= dur + 1e-6 for p in phones)
+    assert all(a["end"] <= b["start"] + 1e-6 for a, b in zip(phones, phones[1:]))  # in order, no overlap
+    sounding = [p for p in phones if not p["phone"].startswith(pause)]
+    assert len(sounding) >= 25
+    # every word holds at least one sounding phone's midpoint (the two come from different events)
+    for w in words:
+        assert any(w["start"] - 0.06 <= (p["start"] + p["end"]) / 2 <= w["end"] + 0.06 for p in sounding), w
+    again = tts.get_engine(engine).synthesize(text, voice)[1]  # the words do not depend on it (espeak-ng
+    assert [w["word"] for w in again] == [w["word"] for w in words]  # varies by a few ms from call to call)
+    assert all(abs(a["start"] - b["start"]) < 0.02 for a, b in zip(again, words))
+
+
+@needs_engines
+def test_corpus_with_phones_moves_them_with_the_words(tmp_path):
+    summary = build(tmp_path / "c", num_utterances=4, phones=True)
+    assert summary["settings"]["phones"] is True
+    entries = read_manifest(tmp_path / "c" / "train.jsonl")
+    assert entries
+    for e in entries:
+        ph = e["phones"]
+        assert ph and all(0 <= p["start"] < p["end"] <= e["duration"] + 1e-3 for p in ph)
+        mids = [(p["start"] + p["end"]) / 2 for p in ph if p["phone"] not in ("pau",) and not p["phone"].startswith("_")]
+        first, last = e["words"][0], e["words"][-1]
+        assert min(mids) >= first["start"] - 0.06 and max(mids) <= last["end"] + 0.06  # shifted with the lead silence
+    plain = read_manifest(build(tmp_path / "p", num_utterances=4) and tmp_path / "p" / "train.jsonl")
+    assert "phones" not in plain[0]

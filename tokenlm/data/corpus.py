@@ -201,11 +201,16 @@ def _set_level(wav: torch.Tensor, level_db: float) -> torch.Tensor:
 
 def render_utterance(plan: dict) -> dict:
     """Synthesize one planned utterance. Returns ``{"id", "ok": True, "samples": float32 [T],
-    "words"}`` or ``{"id", "ok": False, "error"}``; never raises for a bad sentence."""
+    "words"}`` (plus ``"phones"`` when the plan asks for them with ``"phones": True``) or
+    ``{"id", "ok": False, "error"}``; never raises for a bad sentence."""
     try:
         engine = tts.get_engine(plan["engine"])
         tts.seed_noise(plan["noise_seed"])
-        wav, words = engine.synthesize(plan["text"], plan["voice"], rate=plan["rate"], pitch=plan["pitch"])
+        want_phones = bool(plan.get("phones"))
+        out = engine.synthesize(plan["text"], plan["voice"], rate=plan["rate"], pitch=plan["pitch"],
+                                **({"phones": True} if want_phones else {}))
+        wav, words = out[0], out[1]
+        phones = out[2] if want_phones else None
         if wav.numel() == 0 or not words:
             raise TokenLMError("no audio or no words")
         expected = len(text_mod.words_of(plan["text"]))
@@ -213,9 +218,15 @@ def render_utterance(plan: dict) -> dict:
             raise TokenLMError(f"{len(words)} word times for {expected} words")
         if not torch.isfinite(wav).all():
             raise TokenLMError("the engine produced NaN or infinite samples")
+        first_start = words[0]["start"]
         wav, words = tts.trim_silence(wav, words)
         wav = _set_level(wav, plan["level_db"])
-        wav, words = tts.pad_silence(wav, words, plan["lead"], plan["trail"])
+        if phones is not None:  # the same shifts as the words (trimming moved them by a whole number of samples)
+            phones = tts._shift(phones, words[0]["start"] - first_start, wav.shape[-1] / SAMPLE_RATE)
+            wav, both = tts.pad_silence(wav, words + phones, plan["lead"], plan["trail"])
+            words, phones = both[: len(words)], [p for p in both[len(words):] if p["end"] > p["start"]]
+        else:
+            wav, words = tts.pad_silence(wav, words, plan["lead"], plan["trail"])
         duration = wav.shape[-1] / SAMPLE_RATE
         out_words = []
         prev_end = 0.0
@@ -225,7 +236,11 @@ def render_utterance(plan: dict) -> dict:
                 raise TokenLMError(f"word times out of order: {w}")
             out_words.append({"word": w["word"], "start": start, "end": end})
             prev_end = end
-        return {"id": plan["id"], "ok": True, "samples": wav[0].numpy().astype(np.float32), "words": out_words}
+        res = {"id": plan["id"], "ok": True, "samples": wav[0].numpy().astype(np.float32), "words": out_words}
+        if phones is not None:
+            res["phones"] = [{"phone": p["phone"], "start": round(p["start"], 4), "end": round(p["end"], 4)}
+                             for p in phones]
+        return res
     except Exception as e:  # a sentence that fails is skipped, whatever the reason
         return {"id": plan["id"], "ok": False, "error": f"{type(e).__name__}: {e}"}
 
@@ -391,6 +406,7 @@ def build_corpus(
     test_variants: Sequence[str] = TEST_VARIANTS,
     valid_variants: Sequence[str] = VALID_VARIANTS,
     include_novelty_voices: bool = False,
+    phones: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -401,8 +417,11 @@ def build_corpus(
     given, else :func:`~tokenlm.data.text.load_sentences` over ``sources`` and ``text_files``;
     either way normalized and kept at ``min_words..max_words`` words. ``flite_share``: the
     chance that a train utterance uses flite (``test_flite_share`` for test; valid has no flite
-    voice). ``workers``: processes that synthesize (0: this process). ``overwrite``: start
-    again in a folder that holds a corpus built with other settings (else that is an error).
+    voice). ``workers``: processes that synthesize (0: this process). ``phones``: each entry also
+    gets ``"phones"``, the engine's phone timings (flite: CMU phones and "pau"; espeak-ng: its
+    phoneme mnemonics, pauses starting with "_"), moved with the audio like the words.
+    ``overwrite``: start again in a folder that holds a corpus built with other settings (else
+    that is an error).
     """
     t_start = time.time()
     out = Path(out_dir)
@@ -443,6 +462,7 @@ def build_corpus(
         "test_variants": list(test_variants),
         "valid_variants": list(valid_variants),
         "include_novelty_voices": include_novelty_voices,
+        **({"phones": True} if phones else {}),  # absent when off: older corpora resume as they were
         "prosody": PROSODY,
         "silence_s": list(SILENCE),
         "level_dbfs": list(LEVEL_DB),
@@ -468,6 +488,8 @@ def build_corpus(
             (out / "audio" / split).mkdir(parents=True, exist_ok=True)
             partial_path = out / f"{split}.jsonl.partial"
             plans = plan_utterances(split, by_split[split], splits_voices[split], seed, shares[split])
+            if phones:
+                plans = ({**plan, "phones": True} for plan in plans)
             total = math.ceil(target)
             bar = tqdm(
                 total=total,
@@ -550,6 +572,7 @@ def _write_utterance(out: Path, plan: dict, res: dict) -> dict:
         "duration": round(samples.shape[0] / SAMPLE_RATE, 6),
         "sample_rate": SAMPLE_RATE,
         "split": plan["split"],
+        **({"phones": res["phones"]} if "phones" in res else {}),
     }
 
 

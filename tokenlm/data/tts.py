@@ -195,8 +195,10 @@ class EspeakEngine:
             raise TokenLMError("espeak-ng produced no audio")
         return samples, events
 
-    def synthesize(self, text: str, voice: str = "en-us", rate: float = 1.0, pitch: float = 1.0):
-        """Speak ``text`` with ``voice``; returns ``(wav [1, T] float32 at 16 kHz, words)``."""
+    def synthesize(self, text: str, voice: str = "en-us", rate: float = 1.0, pitch: float = 1.0,
+                   phones: bool = False):
+        """Speak ``text`` with ``voice``; returns ``(wav [1, T] float32 at 16 kHz, words)``, and with
+        ``phones`` also the phoneme timings (espeak-ng's own phoneme names; pauses start with "_")."""
         if voice.split("+", 1)[0].lower() == "en-gb" and "+" in voice:
             raise TokenLMError(f"espeak-ng voice {voice!r}: en-gb ignores variants; use 'en+{voice.split('+', 1)[1]}'")
         words_in = text.split()
@@ -224,6 +226,8 @@ class EspeakEngine:
         sr = self.native_rate
         words = _espeak_words(text, tokens, first, events, samples.size, sr)
         wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)[None]
+        if phones:
+            return resample(wav, sr, SAMPLE_RATE), words, _espeak_phones(events, samples.size, sr)
         return resample(wav, sr, SAMPLE_RATE), words
 
 
@@ -268,6 +272,19 @@ def _espeak_words(
             end = min(nxt, num_samples)
         words.append({"word": _word(tokens[k][2]), "start": start / sr, "end": end / sr})
     return words
+
+
+def _espeak_phones(events: list[tuple], num_samples: int, sr: int) -> list[dict]:
+    """Phoneme events -> ``[{"phone", "start", "end"}]``: each phoneme lasts until the next one
+    starts (the last until the end of the audio); zero-length ones are dropped."""
+    marks = sorted((sample, name) for etype, _, _, sample, name in events if etype == _EV_PHONEME and name)
+    out = []
+    for i, (sample, name) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else num_samples
+        end = min(end, num_samples)
+        if end > sample:
+            out.append({"phone": name, "start": sample / sr, "end": end / sr})
+    return out
 
 
 # ---- flite ------------------------------------------------------------------------------------------------
@@ -339,8 +356,10 @@ class FliteEngine:
             self._voices[name] = (voice, stretch, vlib)
         return self._voices[name]
 
-    def synthesize(self, text: str, voice: str = "slt", rate: float = 1.0, pitch: float = 1.0):
-        """Speak ``text`` with ``voice``; returns ``(wav [1, T] float32 at 16 kHz, words)``."""
+    def synthesize(self, text: str, voice: str = "slt", rate: float = 1.0, pitch: float = 1.0,
+                   phones: bool = False):
+        """Speak ``text`` with ``voice``; returns ``(wav [1, T] float32 at 16 kHz, words)``, and with
+        ``phones`` also the phone timings (flite's Segment relation: CMU phone names, "pau" pauses)."""
         tokens = text.split()
         if not tokens:
             raise TokenLMError("nothing to say: the text is empty")
@@ -361,6 +380,7 @@ class FliteEngine:
                 sr = w.sample_rate
                 samples = np.ctypeslib.as_array(w.samples, (w.num_samples * max(w.num_channels, 1),)).copy()
                 spans = self._token_spans(utt)
+                segments = self._segments(utt) if phones else None
             finally:
                 lib.delete_utterance(utt)
         if len(spans) != len(tokens):
@@ -376,7 +396,23 @@ class FliteEngine:
         for wd in words:
             wd["start"], wd["end"] = min(wd["start"], dur), min(wd["end"], dur)
         wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)[None]
+        if phones:
+            segs = [{**g, "end": min(g["end"], dur)} for g in segments if min(g["end"], dur) > g["start"]]
+            return resample(wav, sr, SAMPLE_RATE), words, segs
         return resample(wav, sr, SAMPLE_RATE), words
+
+    def _segments(self, utt) -> list[dict]:
+        lib = self._lib
+        out, start = [], 0.0
+        seg = lib.relation_head(lib.utt_relation(utt, b"Segment"))
+        while seg:
+            name = (lib.item_feat_string(seg, b"name") or b"").decode("utf-8", "replace")
+            end = float(lib.ffeature_float(seg, b"end"))
+            if end > start and name:
+                out.append({"phone": name, "start": start, "end": end})
+            start = max(start, end)
+            seg = lib.item_next(seg)
+        return out
 
     def _token_spans(self, utt) -> list[tuple[str, float | None, float | None]]:
         lib = self._lib
