@@ -67,7 +67,9 @@ class ResidualQuantizer(nn.Module):
     def _inference_codebooks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stacked fp32 codebooks ``[Q, K, Dc]`` and their squared norms ``[Q, K]``, kept
         between calls (stacking copies them: a streaming codec would do it every frame) and
-        rebuilt whenever a codebook changes (EMA updates, loading, moving)."""
+        rebuilt whenever a codebook changes: loading or moving (the key), or a training forward
+        (dropped there: EMA updates, k-means init and dead-code replacement write through
+        ``.data``, which leaves the version counter alone)."""
         embeds = [layer._codebook.embed for layer in self.vq.layers]
         key = tuple((e.data_ptr(), e._version, e.dtype) for e in embeds)
         cache = getattr(self, "_codebook_cache", None)
@@ -80,6 +82,8 @@ class ResidualQuantizer(nn.Module):
         """Training path. x ``[B, D, F]``."""
         with torch.autocast(x.device.type, enabled=False):
             quantized, codes, losses = self.vq(rearrange(x.float(), "b d f -> b f d"))
+        if self.training:
+            self._codebook_cache = None
         return QuantizerOutput(
             quantized=rearrange(quantized, "b f d -> b d f"),
             codes=rearrange(codes, "b f q -> b q f"),

@@ -24,22 +24,7 @@ from pathlib import Path
 
 import torch
 
-PAUSES = ("pau", "_")
-
-
-def frame_labels(phones: list[dict], num_frames: int, frame_rate: float, prefix: str) -> list[str | None]:
-    """The phone under each frame's centre (None: a pause, or no phone there)."""
-    out: list[str | None] = []
-    k = 0
-    for t in range(num_frames):
-        c = (t + 0.5) / frame_rate
-        while k < len(phones) and phones[k]["end"] <= c:
-            k += 1
-        if k < len(phones) and phones[k]["start"] <= c < phones[k]["end"] and not phones[k]["phone"].startswith(PAUSES):
-            out.append(f"{prefix}:{phones[k]['phone']}")
-        else:
-            out.append(None)
-    return out
+from tokenlm.data.phones import frame_labels
 
 
 def with_context(x: torch.Tensor, width: int = 2) -> torch.Tensor:

@@ -12,7 +12,11 @@ Resume after an interruption (kill -9 included) from the last checkpoint:
 Losses: L1 on the waveform, multi-scale mel (L1 on mel and log mel), optionally a multi-resolution
 linear STFT loss (--stft-weight: spectral convergence + L1 log magnitude), commitment, and
 (from --adv-start on; --adv-weight 0 switches it off) an MS-STFT discriminator with
-hinge adversarial and feature-matching losses. Codebooks: k-means init on the first
+hinge adversarial and feature-matching losses. --phone-weight adds phonetic supervision of the
+first codebook: a linear phone classifier on its codeword (straight-through to the encoder),
+cross-entropy against the manifest's phone timings (build_corpus.py --phones; entries without
+timings carry no label), so that codebook 0 becomes a "semantic" codebook, like Mimi's distilled
+one but supervised by phones. The classifier is a training aid and is not part of the codec. Codebooks: k-means init on the first
 batch, EMA updates and dead-code replacement, all-reduced across processes so every
 process holds the same codebooks (checked at every checkpoint).
 
@@ -34,6 +38,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+PHONE_HEAD_LR_MULT = 10.0  # the phone classifier's learning rate over --lr
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--fm-weight", type=float, default=2.0)
     o.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
     o.add_argument("--disc-channels", type=int, default=16)
+    o.add_argument("--phone-weight", type=float, default=0.0,
+                   help="weight of the phone classification loss on codebook 0 (needs phone timings)")
     o.add_argument("--dead-code-threshold", type=float, default=None,
                    help="EMA usage under which a code is replaced (default: scaled to the vectors per step, "
                         "min(2, 0.25 * vectors / codebook_size); a fixed 2 with small batches replaces "
@@ -127,12 +135,30 @@ def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(ratio.clamp_min(1e-8)).mean(-1)
 
 
+def phone_loss(codec, head, out, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Cross-entropy of phone classes from codebook 0's codeword (straight-through: the gradient
+    reaches the encoder as if the codeword were its latent), averaged over labelled frames; 0 with
+    the graph kept (every process must touch the head's weights) when a batch has no label."""
+    with torch.no_grad():
+        first = codec.quantizer.decode(out.codes[:, :1])
+    latent = out.latent.float()
+    x = latent + (first - latent).detach()
+    logits = head(x.transpose(1, 2)).float()  # [B, F, classes]
+    frames = min(logits.shape[1], labels.shape[1])
+    logits, labels = logits[:, :frames], labels[:, :frames]
+    known = labels >= 0
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    ce = ce / known.sum().clamp_min(1)
+    acc = (logits.argmax(-1)[known] == labels[known]).float().mean().item() if known.any() else float("nan")
+    return ce, acc
+
+
 @torch.no_grad()
-def validate(accelerator, codec, mel_loss, dataset, args) -> dict:
+def validate(accelerator, codec, mel_loss, dataset, args, phone_head=None) -> dict:
     from tokenlm.data.loader import eval_batches
 
     codec.eval()
-    totals = torch.zeros(3 + codec.num_codebooks, device=accelerator.device)  # n, mel, sisdr, usage per codebook
+    totals = torch.zeros(5 + codec.num_codebooks, device=accelerator.device)  # n, mel, sisdr, phones right / labelled
     usage = torch.zeros(codec.num_codebooks, codec.codebook_size, device=accelerator.device)
     for batch in eval_batches(dataset, args.batch_size, args.eval_items, accelerator.process_index,
                               accelerator.num_processes):
@@ -144,18 +170,27 @@ def validate(accelerator, codec, mel_loss, dataset, args) -> dict:
         totals[2] += si_sdr(rec, wav).sum()
         for q in range(codec.num_codebooks):
             usage[q] += torch.bincount(codes[:, q].flatten(), minlength=codec.codebook_size)
+        if phone_head is not None:
+            labels = batch["phones"].to(accelerator.device)
+            pred = phone_head(codec.quantizer.decode(codes[:, :1]).transpose(1, 2)).argmax(-1)[:, : labels.shape[1]]
+            known = labels[:, : pred.shape[1]] >= 0
+            totals[3] += (pred[known] == labels[:, : pred.shape[1]][known]).sum()
+            totals[4] += known.sum()
     totals = accelerator.reduce(totals, "sum")
     usage = accelerator.reduce(usage, "sum")
     probs = usage / usage.sum(-1, keepdim=True).clamp_min(1)
     perplexity = torch.exp(-(probs * probs.clamp_min(1e-12).log()).sum(-1))  # effective codes used per codebook
     codec.train()
     n = max(totals[0].item(), 1)
-    return {
+    out = {
         "valid_mel": totals[1].item() / n,
         "valid_si_sdr": totals[2].item() / n,
         "valid_perplexity": [round(x, 1) for x in perplexity.tolist()],
         "valid_items": int(totals[0].item()),
     }
+    if phone_head is not None and totals[4] > 0:
+        out["valid_phone_acc"] = round(totals[3].item() / totals[4].item(), 4)
+    return out
 
 
 def codebook_checksum(codec) -> torch.Tensor:
@@ -226,8 +261,23 @@ def main(argv=None) -> int:
             threshold = min(2.0, 0.25 * vectors / cfg.codebook_size)
         if threshold is not None:
             cfg = dataclasses.replace(cfg, dead_code_threshold=round(threshold, 4))
-    train_set = CropDataset(read_manifest(args.train), cfg.sample_rate, segment, cfg.channels)
-    valid_set = CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels) if args.valid else None
+    train_entries = read_manifest(args.train)
+    phone_names = None
+    if resume_from is not None:
+        saved = json.loads((resume_from / "trainer_state.json").read_text()).get("phones")
+        if bool(saved) != (args.phone_weight > 0):
+            raise TokenLMError(f"--resume: {resume_from} was trained {'with' if saved else 'without'} "
+                               "--phone-weight; resume it the same way")
+        phone_names = saved
+    elif args.phone_weight > 0:
+        from tokenlm.data.phones import check_inventory, phone_inventory
+
+        phone_names = phone_inventory(train_entries)
+        check_inventory(phone_names)
+    classes = {n: i for i, n in enumerate(phone_names)} if phone_names else None
+    train_set = CropDataset(train_entries, cfg.sample_rate, segment, cfg.channels, classes, cfg.hop_length)
+    valid_set = (CropDataset(read_manifest(args.valid), cfg.sample_rate, 2 * segment, cfg.channels, classes,
+                             cfg.hop_length) if args.valid else None)
 
     codec = RVQCodec(cfg, sync_codebook=accelerator.num_processes > 1)
     if init is not None and new_decoder:  # encoder and codebooks from the trained codec, a new decoder
@@ -254,17 +304,25 @@ def main(argv=None) -> int:
     stft_loss = MultiResolutionSTFTLoss().to(accelerator.device) if args.stft_weight > 0 else None
     use_adv = args.adv_weight > 0
     disc = MultiScaleSTFTDiscriminator(channels=args.disc_channels, in_channels=cfg.channels) if use_adv else None
-    opt_g = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    phone_head = torch.nn.Linear(cfg.dimension, len(phone_names)) if phone_names else None
+    trained = [{"params": [p for p in codec.parameters() if p.requires_grad]}]
+    if phone_head is not None:  # a fresh classifier: a faster learning rate, so its gradient soon means something
+        trained.append({"params": list(phone_head.parameters()), "lr": PHONE_HEAD_LR_MULT * args.lr})
+    opt_g = torch.optim.AdamW(trained, lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
 
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, warmup_cosine(args.warmup, args.steps))
     objects = [codec, opt_g, sched_g]
     if use_adv:
         opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
         objects += [disc, opt_d]
+    if phone_head is not None:
+        objects.append(phone_head)
     prepared = accelerator.prepare(*objects)
     codec, opt_g, sched_g = prepared[:3]
+    if phone_head is not None:
+        phone_head = prepared[-1]
     if use_adv:
-        disc, opt_d = prepared[3:]
+        disc, opt_d = prepared[3:5]
         # the generator's pass through the discriminator needs no gradient sync of its weights
         raw_disc = accelerator.unwrap_model(disc)
     raw = accelerator.unwrap_model(codec)
@@ -294,7 +352,7 @@ def main(argv=None) -> int:
         if not torch.allclose(sums, sums[0].expand_as(sums)):
             raise RuntimeError(f"codebooks differ across processes at step {step}: {sums.tolist()}")
         ckpts.save(accelerator, step, {"config": cfg.to_dict(), "args": vars(args) | {"out": str(args.out),
-                   "train": str(args.train), "valid": str(args.valid)}})
+                   "train": str(args.train), "valid": str(args.valid)}, "phones": phone_names})
         if main_proc:
             save_codec(raw, run / "model")
 
@@ -327,6 +385,10 @@ def main(argv=None) -> int:
         l1 = F.l1_loss(rec, wav)
         mel = mel_loss(rec, wav)
         loss = args.l1_weight * l1 + args.mel_weight * mel + args.commit_weight * out.commit_loss
+        if phone_head is not None:
+            ce, acc = phone_loss(raw, phone_head, out, batch["phones"].to(accelerator.device))
+            loss = loss + args.phone_weight * ce
+            metrics |= {"phone_ce": ce.item(), "phone_acc": acc}
         if stft_loss is not None:
             stft = stft_loss(rec, wav)
             loss = loss + args.stft_weight * stft
@@ -359,12 +421,14 @@ def main(argv=None) -> int:
             log.flush()
             bar.set_postfix(loss=f"{loss.item():.3f}", mel=f"{mel.item():.3f}")
         if valid_set is not None and (step % args.eval_every == 0 or step == args.steps):
-            v = validate(accelerator, raw, mel_loss, valid_set, args)
+            v = validate(accelerator, raw, mel_loss, valid_set, args,
+                         accelerator.unwrap_model(phone_head) if phone_head is not None else None)
             if main_proc:
                 log.write(json.dumps({"step": step, **v}) + "\n")
                 log.flush()
+                phones = f", phone accuracy {v['valid_phone_acc']:.3f}" if "valid_phone_acc" in v else ""
                 bar.write(f"step {step}: valid mel {v['valid_mel']:.3f}, SI-SDR {v['valid_si_sdr']:.2f} dB, "
-                          f"code perplexity {v['valid_perplexity']}")
+                          f"code perplexity {v['valid_perplexity']}{phones}")
         if step % args.save_every == 0 or step == args.steps:
             save(step)
         if step == args.kill_at_step:

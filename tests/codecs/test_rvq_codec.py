@@ -212,6 +212,27 @@ def test_kept_codebooks_follow_changes_to_the_quantizer(tiny_codec, speechlike):
     assert torch.allclose(c.quantizer.decode(after), c.quantizer.vq.project_out(expected.transpose(1, 2)).transpose(1, 2))
 
 
+def test_kept_codebooks_follow_a_training_step(tiny_codec, speechlike):
+    """EMA updates write the codebooks through ``.data`` (no version bump): after a training
+    forward, encode/decode must see the updated codebooks, not the ones kept before it."""
+    import copy
+
+    c = copy.deepcopy(tiny_codec)
+    z = c.encoder(speechlike).detach()
+    c.eval()
+    c.quantizer.encode(z, c.num_codebooks)  # keeps the stacked codebooks
+    old = c.quantizer.codebooks.detach().clone()
+    c.train()
+    with torch.no_grad():
+        c.quantizer(z + 0.5 * torch.randn_like(z))  # EMA moves the codewords
+    c.eval()
+    assert not torch.equal(c.quantizer.codebooks, old)
+    fresh = rvq_encode_ref(c.quantizer.vq.project_in(z.transpose(1, 2)).transpose(1, 2), c.quantizer.codebooks)
+    assert torch.equal(c.quantizer.encode(z, c.num_codebooks), fresh)
+    expected = codebook_lookup_sum_ref(fresh, c.quantizer.codebooks)
+    assert torch.allclose(c.quantizer.decode(fresh), c.quantizer.vq.project_out(expected.transpose(1, 2)).transpose(1, 2))
+
+
 def test_kernel_references_agree_with_a_direct_computation():
     g = torch.Generator().manual_seed(0)
     codebooks = torch.randn(3, 50, 8, generator=g)

@@ -20,7 +20,8 @@ RECIPE = ROOT / "recipes" / "train_codec.py"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Six short synthetic 'utterances' (harmonic glides + noise) and train/valid manifests."""
+    """Six short synthetic 'utterances' (harmonic glides + noise), most with made-up phone timings,
+    and train/valid manifests."""
     d = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
     lines = []
@@ -35,6 +36,10 @@ def corpus(tmp_path_factory):
         lines.append({"id": f"u{i}", "audio": f"audio/u{i}.wav", "text": "", "words": [], "voice": "synth",
                       "engine": "user", "duration": n / 16000, "sample_rate": 16000,
                       "split": "train" if i < 4 else "valid"})
+        if i != 3:  # phone timings (--phone-weight), one training utterance without
+            names = ["pau"] + ["a", "b", "c"][i % 3:] * 20
+            lines[-1]["phones"] = [{"phone": p, "start": round(0.1 * k, 3), "end": round(0.1 * k + 0.1, 3)}
+                                   for k, p in enumerate(names[: int(n / 1600)])]
     for split in ("train", "valid"):
         (d / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines if x["split"] == split))
     return d
@@ -139,8 +144,41 @@ def test_two_cpu_processes_over_gloo(corpus, tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(port), str(RECIPE), *args(corpus, out, "--steps", "3", "--save-every", "3",
-                                                                "--cpu")]
+                                                                "--cpu", "--phone-weight", "0.5")]
     r = run(cmd, input="")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "processes=2" in (out / "command.txt").read_text()
     assert (out / "model" / "model.safetensors").exists()
+    assert any("phone_ce" in json.loads(x) for x in (out / "log.jsonl").read_text().splitlines())
+
+
+def test_phone_supervision_of_codebook_0(corpus, tmp_path):
+    """--phone-weight: a phone classifier on codebook 0 (logged, validated, resumed exactly); not in the codec."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    common = ("--steps", "4", "--save-every", "2", "--adv-weight", "0", "--phone-weight", "1")
+    r = run([sys.executable, str(RECIPE), *args(corpus, straight, *common)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (straight / "log.jsonl").read_text().splitlines()]
+    assert all(x["phone_ce"] > 0 and 0 <= x["phone_acc"] <= 1 for x in rows if "loss" in x)
+    assert any(0 <= x.get("valid_phone_acc", -1) <= 1 for x in rows) and "phone accuracy" in r.stdout + r.stderr
+    state = json.loads((straight / "checkpoints" / "step_0000004" / "trainer_state.json").read_text())
+    assert state["phones"] == ["user:a", "user:b", "user:c"]  # pauses are no class
+    import tokenlm.codecs as tc
+
+    assert tc.load(straight / "model").config.num_codebooks == 4  # an ordinary codec: the classifier stays out
+    # kill -9 and resume: the classifier and its optimizer state come back too
+    r = run([sys.executable, str(RECIPE), *args(corpus, killed, *common, "--kill-at-step", "3")])
+    assert r.returncode == -signal.SIGKILL
+    r = run([sys.executable, str(RECIPE), *args(corpus, killed, *common, "--resume")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = weights(straight), weights(killed)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # resuming it without --phone-weight, or asking for phones with no timings, fails in one line
+    r = run([sys.executable, str(RECIPE), *args(corpus, killed, "--steps", "6", "--resume")])
+    assert r.returncode == 1 and "--phone-weight" in r.stderr and "Traceback" not in r.stderr
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text("".join(x for x in (corpus / "train.jsonl").read_text().splitlines(True) if '"phones"' not in x))
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "bare", "--steps", "1", "--phone-weight", "1"),
+             "--train", str(bare)])
+    assert r.returncode == 1 and "--phones" in r.stderr and "Traceback" not in r.stderr

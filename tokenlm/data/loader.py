@@ -3,7 +3,8 @@
 The batch a process sees at training step ``s`` depends only on (seed, s, rank), never
 on what came before, so a run resumed from a checkpoint at step ``s`` reads exactly
 the batches an uninterrupted run would have read. Crops shorter than the segment are
-zero-padded and come with a mask of the real samples.
+zero-padded and come with a mask of the real samples, and (given a phone inventory) with
+the phone class under each codec frame (:mod:`tokenlm.data.phones`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tokenlm.audio import convert_channels, resample
+from tokenlm.data.phones import IGNORE, label_tensor
 from tokenlm.errors import AudioError
 
 
 class CropDataset(Dataset):
-    """Items are keyed by ``(index, crop_seed)``; ``crop_seed < 0`` takes the crop from the start."""
+    """Items are keyed by ``(index, crop_seed)``; ``crop_seed < 0`` takes the crop from the start.
 
-    def __init__(self, entries: list[dict], sample_rate: int, segment: int, channels: int = 1):
+    ``phone_classes`` (``engine:phone`` -> index) and ``hop_length`` add ``phones``: ``[segment //
+    hop_length]`` class indices, -100 where there is no phone (pauses, padding, no timings)."""
+
+    def __init__(self, entries: list[dict], sample_rate: int, segment: int, channels: int = 1,
+                 phone_classes: dict[str, int] | None = None, hop_length: int | None = None):
         if not entries:
             raise AudioError("no audio to train on: the manifest is empty")
+        if phone_classes is not None and not hop_length:
+            raise ValueError("phone labels need the codec's hop_length")
         self.entries, self.sample_rate, self.segment, self.channels = entries, sample_rate, segment, channels
+        self.phone_classes, self.hop_length = phone_classes, hop_length
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -52,7 +61,15 @@ class CropDataset(Dataset):
         mask[:n] = True
         if n < self.segment:
             wav = torch.nn.functional.pad(wav, (0, self.segment - n))
-        return {"wav": wav, "mask": mask, "index": idx}
+        item = {"wav": wav, "mask": mask, "index": idx}
+        if self.phone_classes is not None:
+            frames = self.segment // self.hop_length
+            labels = label_tensor(self.entries[idx], self.phone_classes, frames,
+                                  self.sample_rate / self.hop_length, start / sr)
+            real = -(-n // self.hop_length)  # frames holding any real audio
+            labels[real:] = IGNORE
+            item["phones"] = labels
+        return item
 
 
 class StepSampler(Sampler):
