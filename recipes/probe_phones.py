@@ -127,7 +127,8 @@ def main(argv=None) -> int:
                 summed = sum(books[q][codes[q]] for q in range(codes.shape[0]))  # [F, D]
                 decoded = codec.decode(codes[None])[0][..., : wav.shape[-1]]
             frames = codes.shape[1]
-            feats.setdefault(f"{name}: sum of {codes.shape[0]} codewords", []).append(with_context(summed))
+            what = "codebook 0's codeword" if codes.shape[0] == 1 else f"sum of {codes.shape[0]} codewords"
+            feats.setdefault(f"{name}: {what}", []).append(with_context(summed))
             feats.setdefault(f"{name}: log-mel of its decoded audio", []).append(
                 with_context(log_mel(decoded, codec.sample_rate, frame_rate, frames, sub)))
             if latent is not None:
