@@ -9,7 +9,15 @@
 """
 
 from .base import Codec
-from .checkpoint import UntrainedCodecWarning, load, load_codec, save_codec, untrained
+from .checkpoint import (
+    UntrainedCodecWarning,
+    bundled_codecs,
+    bundled_for_tokens,
+    load,
+    load_codec,
+    save_codec,
+    untrained,
+)
 from .rvq_codec import DEFAULT_PRESET, PRESETS, CodecOutput, RVQCodec, RVQCodecConfig
 from .tokenfile import TokenFile, load_tokens, save_tokens
 
@@ -33,6 +41,8 @@ __all__ = [
     "RVQCodecConfig",
     "TokenFile",
     "UntrainedCodecWarning",
+    "bundled_codecs",
+    "bundled_for_tokens",
     "load",
     "load_codec",
     "load_tokens",

@@ -11,6 +11,7 @@ twice. Every way a checkpoint can be broken raises :class:`CheckpointError`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -97,12 +98,37 @@ def load_codec(path: str | os.PathLike, device: str | torch.device = "cpu") -> R
     return codec.to(device).eval()
 
 
+def bundled_codecs() -> dict[str, Path]:
+    """The trained codecs shipped in the package, name -> folder (``default`` first); an older
+    default stays bundled under its own name for the token LMs and token files made with it."""
+    if not PRETRAINED_DIR.is_dir():
+        return {}
+    folders = sorted(PRETRAINED_DIR.iterdir(), key=lambda p: (p.name != "default", p.name))
+    return {p.name: p for p in folders if (p / WEIGHTS).is_file()}
+
+
+@functools.lru_cache(maxsize=16)
+def _token_fingerprint_of(folder: str, mtime_ns: int) -> str:
+    return load_codec(folder).token_fingerprint
+
+
+def bundled_for_tokens(token_fingerprint: str | None) -> str | None:
+    """The name of the bundled codec whose codes have this token fingerprint, or None."""
+    if not token_fingerprint:
+        return None
+    for name, folder in bundled_codecs().items():
+        if _token_fingerprint_of(str(folder), (folder / WEIGHTS).stat().st_mtime_ns) == token_fingerprint:
+            return name
+    return None
+
+
 def load(name_or_path: str | os.PathLike = "default", *, weights: str | os.PathLike | None = None,
          device: str | torch.device = "cpu") -> Codec:
     """Build a codec by name or path.
 
     - ``"default"``: the bundled default codec (an untrained ``speech16k`` model, with an
       :class:`UntrainedCodecWarning`, until trained weights ship);
+    - the name of another bundled codec (:func:`bundled_codecs`, e.g. an earlier default);
     - a preset name (``"speech16k"``, ``"tiny"``): that architecture with random weights
       (seed 0), for training or tests;
     - ``"encodec_24khz"`` / ``"encodec_48khz"``: EnCodec, with pretrained weights read from
@@ -123,9 +149,12 @@ def load(name_or_path: str | os.PathLike = "default", *, weights: str | os.PathL
         return EncodecCodec(model=name.split("_")[1], weights=weights).to(device)
     if name in PRESETS and not Path(name).exists():
         return untrained(name, device=device)
+    bundled = bundled_codecs()
+    if name in bundled and not Path(name).exists():
+        return load_codec(bundled[name], device)
     if Path(name).exists():
         return load_codec(name, device)
-    choices = ", ".join(["default", *PRESETS, *ENCODEC_NAMES])
+    choices = ", ".join(dict.fromkeys(["default", *bundled, *PRESETS, *ENCODEC_NAMES]))
     raise CheckpointError(f"unknown codec '{name}': not a file or folder, nor one of: {choices}")
 
 

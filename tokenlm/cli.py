@@ -57,10 +57,10 @@ def _showwarning(message, category, filename, lineno, file=None, line=None) -> N
 
 
 def _known_codec_names() -> tuple[str, ...]:
-    from tokenlm.codecs.checkpoint import ENCODEC_NAMES
+    from tokenlm.codecs.checkpoint import ENCODEC_NAMES, bundled_codecs
     from tokenlm.codecs.rvq_codec import PRESETS
 
-    return ("default", *PRESETS, *ENCODEC_NAMES)
+    return tuple(dict.fromkeys(("default", *bundled_codecs(), *PRESETS, *ENCODEC_NAMES)))
 
 
 def _codec_source(arg: str) -> str:
@@ -90,6 +90,22 @@ def _load_codec(source: str, weights: str | None, check=None):
             seen.add(key)
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return codec.eval()
+
+
+def _load_codec_recorded(source: str, weights: str | None, tokens):
+    """The codec a token file names; when that is a bundled name that has moved on (a newer
+    default), the bundled codec that wrote its codes."""
+    try:
+        return _load_codec(source, weights, tokens.check_codec)
+    except TokenFileError:
+        from tokenlm.codecs import bundled_for_tokens
+
+        other = None
+        if source in _known_codec_names() and not Path(source).exists():
+            other = bundled_for_tokens(tokens.meta.get("codec_token_fingerprint"))
+        if other is None or other == source:
+            raise
+        return _load_codec(other, weights, tokens.check_codec)
 
 
 def _progress(total_seconds: float, desc: str):
@@ -206,7 +222,7 @@ def cmd_decode(args) -> int:
             )
         weights = weights or meta.get("codec_weights")
         try:
-            codec = _load_codec(source, weights, tokens.check_codec)
+            codec = _load_codec_recorded(source, weights, tokens)
         except CheckpointError as e:
             raise CheckpointError(f"{e} (codec recorded in {args.input}; pass --codec)") from None
     else:

@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import tokenlm.codecs as tc
-from tokenlm.errors import CheckpointError, TokenLMError
+from tokenlm.errors import CheckpointError, CodecError, TokenLMError
 
 
 @pytest.fixture
@@ -151,3 +151,52 @@ def test_inference_only_half_precision_export(tiny_codec, tmp_path, speechlike):
     ref = tiny_codec.decode(tiny_codec.encode(speechlike))
     got = loaded.decode(loaded.encode(speechlike))
     assert (got - ref).pow(2).mean() < 1e-2 * ref.pow(2).mean() + 1e-8
+
+
+def test_an_older_default_stays_loadable_by_name_and_by_its_codes(tiny_codec, speechlike, tmp_path, monkeypatch):
+    """A newer default ships; the old one stays bundled under its own name. Token files and token
+    LMs that recorded "default" with the old codes get the old codec (found by token fingerprint)."""
+    import tokenlm.codecs.checkpoint as ck
+    from tokenlm.cli import main
+    from tokenlm.lm.tasks import load_codec_for
+
+    old = tiny_codec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tc.UntrainedCodecWarning)
+        new = tc.untrained("tiny", seed=1)
+    new.trained = old.trained = True
+    tc.save_codec(new, tmp_path / "pretrained" / "default")
+    tc.save_codec(old, tmp_path / "pretrained" / "tiny16k-v1")
+    (tmp_path / "pretrained" / "notes").mkdir()  # a folder without weights is no codec
+    monkeypatch.setattr(ck, "PRETRAINED_DIR", tmp_path / "pretrained")
+    assert list(tc.bundled_codecs()) == ["default", "tiny16k-v1"]
+    assert tc.load("default").fingerprint == new.fingerprint
+    assert tc.load("tiny16k-v1").fingerprint == old.fingerprint
+    assert tc.bundled_for_tokens(old.token_fingerprint) == "tiny16k-v1"
+    assert tc.bundled_for_tokens("0123456789abcdef") is None and tc.bundled_for_tokens(None) is None
+    with pytest.raises(CheckpointError, match="tiny16k-v1"):
+        tc.load("no-such-codec")
+
+    class LM:  # what load_codec_for reads of a token LM
+        codec_info = {"name": "default", "fingerprint": old.token_fingerprint}
+
+    assert load_codec_for(LM()).fingerprint == old.fingerprint
+    LM.codec_info = {"name": "default", "fingerprint": "0123456789abcdef"}  # nothing bundled fits: refused
+    with pytest.raises(CodecError, match="meaningless"):
+        load_codec_for(LM())
+
+    # a token file written by the old codec when it was "default" decodes with it
+    codes = old.encode(speechlike)
+    tok = tc.save_tokens(tmp_path / "old.tok", codes, old, speechlike.shape[-1], codec_source="default")
+    assert main(["decode", str(tok), "-o", str(tmp_path / "old.wav")]) == 0
+    import soundfile as sf
+
+    wav, _ = sf.read(tmp_path / "old.wav", dtype="float32")
+    expected = old.decode(codes)[0, 0, : speechlike.shape[-1]]
+    assert torch.allclose(torch.from_numpy(wav), expected, atol=2 / 32768)
+    # a file no bundled codec wrote still fails in one line naming the codec it needs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tc.UntrainedCodecWarning)
+        other = tc.untrained("tiny", seed=2)
+    tc.save_tokens(tmp_path / "other.tok", other.encode(speechlike), other, speechlike.shape[-1], codec_source="default")
+    assert main(["decode", str(tmp_path / "other.tok"), "-o", str(tmp_path / "x.wav")]) != 0

@@ -33,8 +33,9 @@ class Word:
 
 
 def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
-    """The codec an LM was trained on (by name), checked by token fingerprint (a codec with a
-    retrained decoder but the same encoder and codebooks is fine)."""
+    """The codec an LM was trained on (by name; by token fingerprint among the bundled codecs when
+    that name now means another codec), checked by token fingerprint (a codec with a retrained
+    decoder but the same encoder and codebooks is fine)."""
     import warnings
 
     import tokenlm.codecs as tc
@@ -44,6 +45,10 @@ def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             codec = tc.load(info.get("name", "default"))
+            if info.get("fingerprint") and codec.token_fingerprint != info["fingerprint"]:
+                # the name has moved on (a newer default): the bundled codec with its codes, if any
+                other = tc.bundled_for_tokens(info["fingerprint"])
+                codec = tc.load(other) if other else codec
     if info.get("fingerprint") and codec.token_fingerprint != info["fingerprint"]:
         raise CodecError(f"this LM was trained on the tokens of codec {info['fingerprint']} ({info.get('name')}), "
                          f"not on those of {codec.token_fingerprint}: its tokens would be meaningless")
