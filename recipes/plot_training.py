@@ -24,12 +24,13 @@ def smooth(values: list[float], k: int) -> list[float]:
 def series(train: list[dict], valid: list[dict]) -> tuple[list[str], list[str]]:
     """The training losses and validation metrics worth plotting in a run's log rows."""
     # codec runs log mel/l1/commit/...; LM runs log the total loss and one loss per stream (loss/<stream>)
-    keys = [k for k in ("mel", "l1", "commit", "g_adv", "fm", "d_loss") if any(k in r for r in train)]
+    keys = [k for k in ("mel", "l1", "commit", "phone_ce", "g_adv", "fm", "d_loss") if any(k in r for r in train)]
     if not keys:
         keys = ["loss"] + sorted({k for r in train for k in r if k.startswith("loss/")})
         if len(keys) == 2:  # one stream: its loss is the total
             keys = keys[:1]
-    vkeys = [k for k in ("valid_mel", "valid_si_sdr", "valid_loss", "valid_wer") if any(k in r for r in valid)]
+    vkeys = [k for k in ("valid_mel", "valid_si_sdr", "valid_phone_acc", "valid_loss", "valid_wer")
+             if any(k in r for r in valid)]
     vkeys += sorted({k for r in valid for k in r if k.startswith("valid_wacc/")})
     return keys, vkeys
 

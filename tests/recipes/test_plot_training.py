@@ -16,6 +16,9 @@ _spec.loader.exec_module(plot_training)
 def test_series_for_codec_and_lm_runs():
     codec = [{"step": 1, "mel": 2.0, "l1": 0.1, "commit": 0.01}]
     assert plot_training.series(codec, [{"step": 1, "valid_mel": 1.9}]) == (["mel", "l1", "commit"], ["valid_mel"])
+    phones = [{"step": 1, "mel": 2.0, "l1": 0.1, "commit": 0.01, "phone_ce": 3.0, "phone_acc": 0.2}]
+    assert plot_training.series(phones, [{"step": 1, "valid_mel": 1.9, "valid_phone_acc": 0.4}]) == (
+        ["mel", "l1", "commit", "phone_ce"], ["valid_mel", "valid_phone_acc"])
     asr = [{"step": 1, "loss": 3.0, "loss/text": 3.0, "acc/text": 0.5}]
     valid = [{"step": 1, "valid_loss": 2.0, "valid_wer": 0.9, "valid_wacc/text": 0.2}]
     assert plot_training.series(asr, valid) == (["loss"], ["valid_loss", "valid_wer", "valid_wacc/text"])
