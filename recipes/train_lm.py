@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override an LMConfig field")
     m.add_argument("--init-from", metavar="LM", help="start from a trained LM (folder or bundled name): its "
                    "config and weights, a fresh optimizer")
+    m.add_argument("--new-codec", action="store_true", help="with --init-from: the shards come from another codec "
+                   "than the LM's; keep its weights but reset what names codes (code embeddings, audio output "
+                   "heads; a codec-features model takes the new codec's codebook vectors)")
     m.add_argument("--time-masks", type=int, default=0, help="asr: per training utterance, this many spans of audio "
                    "input become 'no input' (SpecAugment-style; 0: off)")
     m.add_argument("--mask-frames", type=int, default=10, help="asr: longest such span, in frames")
@@ -125,21 +128,24 @@ def build_config(args, streams):
     return LMConfig(streams=streams.to_list(), **fields)
 
 
-def shard_codec_codebooks(name: str, fingerprint: str) -> torch.Tensor:
-    """The codebook vectors of the codec that made the shards (checked by its token fingerprint)."""
+def shard_codec_codebooks(name: str, fingerprint: str, flag: str = "--codec-features") -> torch.Tensor:
+    """The codebook vectors of the codec that made the shards (checked by its token fingerprint;
+    a bundled codec with that fingerprint stands in when ``name`` has moved on, e.g. "default")."""
     import tokenlm.codecs as tc
     from tokenlm.errors import TokenLMError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         codec = tc.load(name)
+        if codec.token_fingerprint != fingerprint and tc.bundled_for_tokens(fingerprint):
+            codec = tc.load(tc.bundled_for_tokens(fingerprint))
     if codec.token_fingerprint != fingerprint:
-        raise TokenLMError(f"--codec-features: the codec '{name}' found here is not the one that made the shards "
+        raise TokenLMError(f"{flag}: the codec '{name}' found here is not the one that made the shards "
                            f"(token fingerprint {codec.token_fingerprint} != {fingerprint})")
     try:
         return codec.codebook_vectors()
     except NotImplementedError as e:
-        raise TokenLMError(f"--codec-features: {e}") from None
+        raise TokenLMError(f"{flag}: {e}") from None
 
 
 def select_voices(shards, manifest: Path, voices: str) -> list[int]:
@@ -255,6 +261,8 @@ def main(argv=None) -> int:
     from tokenlm.lm.tokenizer import TextTokenizer
     from tokenlm.training import Checkpoints, drop_log_after, record_command, warmup_cosine
 
+    if args.new_codec and not args.init_from:
+        raise TokenLMError("--new-codec goes with --init-from (the LM to move onto the shards' codec)")
     if args.threads:
         torch.set_num_threads(args.threads)
     use_cpu = args.cpu or not torch.cuda.is_available()
@@ -298,8 +306,12 @@ def main(argv=None) -> int:
         if init.tokenizer.digest != tokenizer.digest:
             raise TokenLMError(f"--init-from {args.init_from} uses another tokenizer than the shards: "
                                "pretokenize with the model's own tokenizer.model")
-        if init.codec_info.get("fingerprint") != meta["codec"]:
-            raise TokenLMError(f"--init-from {args.init_from} was trained on the tokens of another codec")
+        other_codec = init.codec_info.get("fingerprint") != meta["codec"]
+        if other_codec and not args.new_codec:
+            raise TokenLMError(f"--init-from {args.init_from} was trained on the tokens of another codec "
+                               "(--new-codec starts it on the shards' codec)")
+        if args.new_codec and not other_codec:
+            raise TokenLMError(f"--new-codec: {args.init_from} was trained on the shards' codec already")
         cfg = init.model.config
         for item in args.set:  # only what leaves the weights as they are
             key, _, value = item.partition("=")
@@ -321,6 +333,9 @@ def main(argv=None) -> int:
         model.set_codec_codebooks(codebooks)
     if init is not None:
         model.load_state_dict(init.model.state_dict())
+        if args.new_codec:
+            model.retarget_codec(shard_codec_codebooks(shards.info.get("codec_name", "default"), meta["codec"],
+                                                       "--new-codec") if cfg.codec_features else None)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n and "prev_emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n
                                                                  and "prev_emb" not in n)]

@@ -102,6 +102,39 @@ def test_codec_features_embed_codes_by_their_vectors():
     assert model.embed.tables[a0].weight.grad.abs().sum() > 0
 
 
+def test_retarget_codec_resets_what_names_codes_and_keeps_the_rest():
+    # a duplex model with codec features generates audio and reads it: both sides name codes
+    model = codec_feature_lm(DUPLEX)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="needs the new codec's codebooks"):
+        model.retarget_codec()
+    new = torch.randn(3, 16, 6)
+    model.retarget_codec(new)
+    after = model.state_dict()
+    # the summed latent of the new codebooks at unit rms, in place of the old ones
+    full = model.embed.codebooks
+    assert abs(float(full.pow(2).sum(-1).mean(-1).sum() / 6) - 1.0) < 1e-4
+    torch.testing.assert_close(full / full.norm(), new / new.norm())
+    gen = [DUPLEX[i] for i in DUPLEX.generated]
+    for i, (table, c, card) in enumerate(zip(model.embed.tables, model.embed.codebook_of, model.embed.cards)):
+        w, w0 = table.weight, before[f"embed.tables.{i}.weight"]
+        if c >= 0:  # code rows start again at zero; the specials (START) are kept
+            assert w[:card].abs().sum() == 0 and torch.equal(w[card:], w0[card:])
+        else:
+            assert torch.equal(w, w0)
+    for s, spec in enumerate(gen):
+        changed = not torch.equal(after[f"depth.heads.{s}.weight"], before[f"depth.heads.{s}.weight"])
+        assert changed == (spec.kind == "audio")
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert all(k.startswith(("embed.tables.", "embed.codebooks", "depth.heads.", "depth.prev_emb.")) for k in changed)
+    assert "embed.feature_proj.weight" not in changed and "depth.prev_emb.0.weight" not in changed  # text's
+    # without codec features the code rows start again at random
+    plain = tiny_lm(Streams.asr(20, 16, 3, text_delay=3))
+    rows = plain.embed.tables[1].weight[:16].clone()
+    plain.retarget_codec()
+    assert not torch.equal(rows, plain.embed.tables[1].weight[:16])
+
+
 def test_kernel_route_gives_the_same_logits():
     # the route CUDA takes (tokenlm.kernels: decode attention, sampling), here through the references
     model = tiny_lm(DUPLEX)

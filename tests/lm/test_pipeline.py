@@ -158,6 +158,40 @@ def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
     assert r.returncode == 1 and "is a 'asr' model" in r.stderr
 
 
+def test_an_lm_moves_onto_another_codecs_tokens(toy, tmp_path):
+    import warnings
+
+    import tokenlm.codecs as tc
+    from tokenlm.lm.checkpoint import load_lm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = tc.untrained("tiny", seed=1)  # another codec: its own encoder and codebooks
+    tc.save_codec(other, tmp_path / "other")
+    r = run("pretokenize.py", "--manifest", toy / "train.jsonl", "--tokenizer", toy / "tok.model", "--codec",
+            tmp_path / "other", "--out", tmp_path / "tokens2", "--shard-size", "4", "--threads", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = tmp_path / "first"
+    r = run("train_lm.py", *lm_args(toy, first, "asr", "--steps", "2", "--save-every", "2", "--codec-features"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    moved = ["--train", tmp_path / "tokens2", "--valid", tmp_path / "tokens2", "--init-from", first / "model"]
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "refused", "asr", "--steps", "1", *moved))
+    assert r.returncode == 1 and "another codec" in r.stderr and "--new-codec" in r.stderr
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "moved", "asr", "--steps", "2", "--save-every", "2", *moved,
+                                    "--new-codec"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_lm(first / "model"), load_lm(tmp_path / "moved" / "model")
+    assert b.codec_info["fingerprint"] == other.token_fingerprint != a.codec_info["fingerprint"]
+    want = other.codebook_vectors()[: b.model.embed.codebooks.shape[0]].float()
+    got = b.model.embed.codebooks
+    torch.testing.assert_close(got / got.norm(), want / want.norm(), atol=1e-3, rtol=1e-3)
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "same", "asr", "--steps", "1", "--init-from", first / "model",
+                                    "--new-codec"))
+    assert r.returncode == 1 and "already" in r.stderr
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "alone", "asr", "--steps", "1", "--new-codec"))
+    assert r.returncode == 1 and "goes with --init-from" in r.stderr
+
+
 def test_time_limit_stops_saves_and_decays_the_learning_rate(toy, tmp_path):
     out = tmp_path / "timed"
     r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "100000", "--save-every", "100000", "--lr", "1e-3",

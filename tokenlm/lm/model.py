@@ -180,6 +180,7 @@ class StreamEmbedding(nn.Module):
     def __init__(self, streams: Streams, dim: int, codec_features: int = 0):
         super().__init__()
         self.vocab = [s.input_vocab for s in streams]
+        self.cards = [s.card for s in streams]
         self.tables = nn.ModuleList(nn.Embedding(v, dim) for v in self.vocab)
         # codebook index per stream (audio_q / in_q), -1 for text
         self.codebook_of = [int(s.name.rsplit("_", 1)[1]) if s.kind == "audio" else -1 for s in streams]
@@ -197,6 +198,14 @@ class StreamEmbedding(nn.Module):
         initialise for them: the vectors are scaled so that the full latent (their sum) has unit rms,
         the projection so that its image has the size of a random embedding sum, and the tables'
         code rows start at zero (the projection alone tells codes apart at first)."""
+        self._install_codebooks(codebooks)
+        with torch.no_grad():
+            n_audio = sum(1 for c in self.codebook_of if c >= 0)
+            dc = self.codebooks.shape[-1]
+            nn.init.normal_(self.feature_proj.weight, std=0.02 * math.sqrt(n_audio) / math.sqrt(dc))
+            self._zero_code_rows()
+
+    def _install_codebooks(self, codebooks: torch.Tensor) -> None:
         q, card, dc = self.codebooks.shape
         if codebooks.dim() != 3 or codebooks.shape[0] < q or codebooks.shape[1:] != (card, dc):
             raise ValueError(f"codebooks of shape {tuple(codebooks.shape)} do not fit the model's audio "
@@ -205,11 +214,29 @@ class StreamEmbedding(nn.Module):
         rms = cb.pow(2).sum(-1).mean(-1).sum().div(dc).sqrt().clamp(min=1e-8)  # rms of the summed latent
         with torch.no_grad():
             self.codebooks.copy_(cb / rms)
-            n_audio = sum(1 for c in self.codebook_of if c >= 0)
-            nn.init.normal_(self.feature_proj.weight, std=0.02 * math.sqrt(n_audio) / math.sqrt(dc))
-            for table, c in zip(self.tables, self.codebook_of):
-                if c >= 0:
-                    table.weight[:card].zero_()
+
+    @torch.no_grad()
+    def _zero_code_rows(self) -> None:
+        card = self.codebooks.shape[1]
+        for table, c in zip(self.tables, self.codebook_of):
+            if c >= 0:
+                table.weight[:card].zero_()
+
+    @torch.no_grad()
+    def retarget(self, codebooks: torch.Tensor | None) -> None:
+        """Move to another codec's codes: its codebooks replace the old ones (the learned projection
+        stays: a codec trained on from another shares much of its latent space), and every learned
+        per-code row starts again (at zero with codec features, else at random), since code ``i``
+        now names another vector."""
+        if self.codec_features:
+            if codebooks is None:
+                raise ValueError("a codec-features model needs the new codec's codebooks")
+            self._install_codebooks(codebooks)
+            self._zero_code_rows()
+            return
+        for table, c, card in zip(self.tables, self.codebook_of, self.cards):
+            if c >= 0:
+                nn.init.normal_(table.weight[:card], std=0.02)
 
     def weights(self) -> list[torch.Tensor]:
         """The effective embedding table of every stream (codec features folded in)."""
@@ -314,6 +341,20 @@ class TokenLM(nn.Module):
         if not self.config.codec_features:
             raise ValueError("this model has codec_features = 0: it takes no codebooks")
         self.embed.set_codebooks(codebooks)
+
+    @torch.no_grad()
+    def retarget_codec(self, codebooks: torch.Tensor | None = None) -> None:
+        """Keep what was learned about text, time and sound, and start again on what names codes:
+        for a fine-tune on another codec's tokens (``codebooks [Q, K, Dc]``: the new codec's, needed
+        with ``codec_features``). The input rows of the audio codes and, for generated audio
+        streams, the depth transformer's output heads and previous-code embeddings are reset."""
+        self.embed.retarget(codebooks)
+        gen = [self.streams[i] for i in self.streams.generated]
+        for s, spec in enumerate(gen):
+            if spec.kind == "audio":
+                nn.init.normal_(self.depth.heads[s].weight, std=0.02)
+                if s + 1 < len(gen):  # prev_emb[s] embeds stream s's token for step s + 1
+                    nn.init.normal_(self.depth.prev_emb[s].weight, std=0.02)
 
     @property
     def head_dim(self) -> int:
