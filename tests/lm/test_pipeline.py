@@ -139,6 +139,22 @@ def test_transcriber_streaming_matches_offline_and_cli(asr_run, toy, tmp_path):
         Transcriber("nope")
 
 
+def test_asr_evaluation_scores_every_group(asr_run, toy, tmp_path):
+    from tokenlm.lm.evaluation import evaluate_asr, wer
+
+    r = evaluate_asr(str(asr_run / "model"), toy / "train.jsonl", tmp_path, limit=5, batch_size=2,
+                     pocketsphinx=False)
+    assert r["utterances"] == 5 and len(r["rows"]) == 5
+    # one engine here ("user") with two voices: a row for all, the engine, and each voice
+    assert set(r["wer"]) == {"all", "user", "user flite+kal", "user espeak+m1"}
+    assert r["wer"]["user flite+kal"]["n"] + r["wer"]["user espeak+m1"]["n"] == r["wer"]["all"]["n"] == 5
+    rows = [x for x in r["rows"] if x["voice"] == "flite+kal"]
+    assert r["wer"]["user flite+kal"]["tokenlm"] == round(wer([x["ref"] for x in rows], [x["tokenlm"] for x in rows]), 4)
+    table = (tmp_path / "asr_eval.md").read_text()
+    assert "| user flite+kal | 2 |" in table and "| all | 5 |" in table
+    assert (tmp_path / "asr_eval.json").exists()
+
+
 def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):
     from tokenlm.lm.checkpoint import load_lm
 

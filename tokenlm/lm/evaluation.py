@@ -98,9 +98,14 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
             rows.append(row)
     systems = ["tokenlm"] + (["pocketsphinx"] if ps is not None else [])
     groups = defaultdict(list)
+    voices = defaultdict(set)
     for r in rows:
         groups["all"].append(r)
         groups[r.get("engine") or "?"].append(r)
+        voices[r.get("engine") or "?"].add(r.get("voice"))
+    for r in rows:  # an engine with a few voices (flite's) also gets a row per voice
+        if 1 < len(voices[r.get("engine") or "?"]) <= 4 and r.get("voice"):
+            groups[f"{r.get('engine') or '?'} {r['voice']}"].append(r)
     scores = {g: {s: round(wer([r["ref"] for r in rs], [r[s] for r in rs]), 4) for s in systems} | {"n": len(rs)}
               for g, rs in groups.items()}
     result = {"manifest": str(manifest), "model": str(model), "quantize": quantize, "utterances": len(rows),
