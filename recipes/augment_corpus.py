@@ -20,6 +20,14 @@ train_lm.py --train.
 voice with the pitch times a factor drawn from LO..HI and the voice's spectral envelope kept, then
 (with --range) played at a drawn speed: ids and voices get "+psP.PP[+spF.FF]". With 1.5-2x pitch
 and 1.0-1.2x speed the two male flite voices come nearer to female ones.
+
+--warp LO HI: each selected utterance with its formants moved by a factor drawn from LO..HI
+(vocal-tract length perturbation of the spectral envelope), its spectrum tilted by up to --tilt
+dB/octave and two random peaks of up to --eq dB, pitch and times unchanged: ids and voices get
+"+vtA.AA".
+
+    python recipes/augment_corpus.py --manifest data/corpus60/train.jsonl --out data/corpus60_vt \\
+        --engine flite --warp 0.85 1.25 --seed 0
 """
 
 from __future__ import annotations
@@ -44,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     how.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), help="draw speeds uniformly from LO..HI")
     p.add_argument("--respeak-pitch", type=float, nargs=2, metavar=("LO", "HI"),
                    help="speak each utterance again at a pitch factor drawn from LO..HI (then --range speeds)")
+    p.add_argument("--warp", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="move the formants by a factor drawn from LO..HI, pitch and times kept")
+    p.add_argument("--tilt", type=float, default=3.0, help="with --warp: largest spectral tilt, dB/octave (default 3)")
+    p.add_argument("--eq", type=float, default=6.0, help="with --warp: largest gain of the two random peaks, dB (default 6)")
     p.add_argument("--workers", type=int, default=2, help="with --respeak-pitch: synthesis processes (default 2)")
     p.add_argument("--copies", type=int, default=1, help="with --range: copies per utterance (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn speeds (default 0)")
@@ -52,8 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--keep-original", action="store_true", help="also list the selected originals in the new manifest")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.factors is None and args.range is None and args.respeak_pitch is None:
-        p.error("give --factors, --range or --respeak-pitch")
+    if args.factors is None and args.range is None and args.respeak_pitch is None and args.warp is None:
+        p.error("give --factors, --range, --respeak-pitch or --warp")
+    if args.warp is not None and (args.factors is not None or args.range is not None or args.respeak_pitch is not None
+                                  or args.copies != 1 or args.keep_original):
+        p.error("--warp makes one copy per utterance on its own: without --factors, --range, --respeak-pitch, "
+                "--copies or --keep-original")
     if args.respeak_pitch is not None and (args.factors is not None or args.copies != 1 or args.keep_original):
         p.error("--respeak-pitch makes one copy per utterance: use it with --range (or alone), "
                 "without --factors, --copies or --keep-original")
@@ -89,7 +105,14 @@ def main(argv=None) -> int:
         def bar(it, total=None):
             return tqdm(it, total=total, desc="respeak", unit="utt", disable=True if args.no_progress else None)
 
-        if args.respeak_pitch is not None:
+        if args.warp is not None:
+            from tokenlm.data.augment import warp_manifest
+
+            new = warp_manifest(entries, args.out, alpha_range=tuple(args.warp), tilt=args.tilt, eq_db=args.eq,
+                                seed=args.seed, select=select,
+                                progress=lambda it: tqdm(it, desc="warp", unit="utt",
+                                                         disable=True if args.no_progress else None))
+        elif args.respeak_pitch is not None:
             from tokenlm.data.augment import respeak_manifest
 
             new = respeak_manifest(entries, args.out, pitch_range=tuple(args.respeak_pitch),

@@ -169,3 +169,76 @@ def test_augment_corpus_respeak_arguments(tmp_path):
                                                                          "--range", "1", "1.2"], []):
         r = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and "usage:" in r.stderr, extra
+
+
+def _vowel(f0: float = 120.0, formants=(700.0, 1200.0, 2600.0), seconds: float = 1.0) -> torch.Tensor:
+    """A harmonic tone at ``f0`` whose harmonics are shaped by resonances at ``formants``."""
+    t = torch.arange(int(SR * seconds)) / SR
+    wav = torch.zeros_like(t)
+    for k in range(1, int(7800 / f0)):
+        amp = sum(1.0 / (1 + ((k * f0 - f) / 150.0) ** 2) for f in formants) + 0.01
+        wav += amp * torch.sin(2 * math.pi * k * f0 * t)
+    return (0.3 * wav / wav.abs().max())[None]
+
+
+def _centroid_hz(wav: torch.Tensor, lo: float = 900.0, hi: float = 2000.0) -> float:
+    spec = torch.fft.rfft(wav[0]).abs() ** 2
+    hz = torch.arange(spec.shape[0]) * SR / wav.shape[-1]
+    band = (hz >= lo) & (hz <= hi)
+    return float((spec[band] * hz[band]).sum() / spec[band].sum())
+
+
+def test_warp_timbre_moves_formants_keeps_pitch_length_and_level():
+    from tokenlm.data.augment import warp_timbre
+
+    wav = _vowel()
+    up, down = warp_timbre(wav, 1.2, SR), warp_timbre(wav, 0.85, SR)
+    for y in (up, down):
+        assert y.shape == wav.shape and torch.isfinite(y).all()
+        assert float(y.pow(2).mean().sqrt()) == pytest.approx(float(wav.pow(2).mean().sqrt()), rel=1e-3)
+        assert _median_f0(y) == pytest.approx(_median_f0(wav), rel=0.03)  # the pitch stays
+    # the 1.2 kHz resonance moves up with alpha > 1 and down with alpha < 1
+    assert _centroid_hz(up) > _centroid_hz(wav) + 60 and _centroid_hz(down) < _centroid_hz(wav) - 40
+    # a tilt of +6 dB/octave moves energy to the highs; alpha 1 and no filter change nothing
+    assert _centroid_hz(warp_timbre(wav, 1.0, SR, tilt_db=6.0), 300, 6000) > _centroid_hz(wav, 300, 6000) + 100
+    assert torch.allclose(warp_timbre(wav, 1.0, SR), wav, atol=1e-4)
+    with pytest.raises(TokenLMError, match="formant factor"):
+        warp_timbre(wav, 3.0, SR)
+
+
+def test_warp_manifest_keeps_words_is_deterministic_and_resumes(tmp_path):
+    from tokenlm.data.augment import choose_timbre, warp_manifest
+
+    entries = read_manifest(_corpus(tmp_path))
+    t = choose_timbre("u0", 0, (0.85, 1.25))
+    assert t == choose_timbre("u0", 0, (0.85, 1.25)) and t != choose_timbre("u1", 0, (0.85, 1.25))
+    assert 0.85 <= t["alpha"] <= 1.25 and abs(t["tilt_db"]) <= 3 and all(abs(db) <= 6 for _, db in t["bumps"])
+    new = warp_manifest(entries, tmp_path / "vt", alpha_range=(0.85, 1.25), select=lambda e: e["engine"] == "flite")
+    assert [e["source"] for e in new] == ["u0", "u2"]
+    e = new[0]
+    assert e["id"] == f"u0+vt{t['alpha']:.2f}" and e["voice"] == f"awb+vt{t['alpha']:.2f}"
+    assert e["words"] == entries[0]["words"] and e["duration"] == entries[0]["duration"]
+    wav, sr = load_audio(e["audio"])
+    assert sr == SR and wav.shape[-1] == 2 * SR and _peak_hz(wav) == pytest.approx(200.0, abs=3)
+    stamp = Path(e["audio"]).stat().st_mtime_ns
+    assert warp_manifest(entries, tmp_path / "vt", alpha_range=(0.85, 1.25),
+                         select=lambda e: e["engine"] == "flite") == new
+    assert Path(e["audio"]).stat().st_mtime_ns == stamp
+    with pytest.raises(TokenLMError, match="formant range"):
+        choose_timbre("u0", 0, (1.3, 1.2))
+
+
+def test_augment_corpus_warp_cli(tmp_path):
+    manifest = _corpus(tmp_path)
+    cmd = [sys.executable, str(ROOT / "recipes" / "augment_corpus.py"), "--manifest", str(manifest), "--out",
+           str(tmp_path / "vt")]
+    r = subprocess.run(cmd + ["--warp", "0.9", "1.2", "--engine", "espeak-ng", "--no-progress"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "vt" / "train.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["source"] == "u1" and "+vt" in lines[0]["id"]
+    for extra in (["--warp", "0.9", "1.2", "--factors", "1.1"], ["--warp", "0.9", "1.2", "--range", "1", "1.2"]):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and "usage:" in r.stderr, extra
+    r = subprocess.run(cmd + ["--warp", "1.3", "1.2"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "formant range" in r.stderr

@@ -15,6 +15,11 @@ alone: it has the utterance's own engine and voice speak its text again with the
 drawn factor (flite shifts F0 and keeps the voice's spectral envelope), optionally followed by a
 speed perturbation. A male voice at 1.6-2x pitch and 1.1-1.2x speed is as near as these engines
 come to a female one.
+
+:func:`warp_timbre` moves the formants alone: the spectral envelope (cepstrally smoothed) is
+warped along frequency (vocal-tract length perturbation) and tilted and equalised at random, while
+the harmonics, and so the pitch, and every time stay where they were. :func:`warp_manifest`
+writes such copies with the word times unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import torch
 from ..audio import audio_info, load_audio, resample, save_audio
 from ..errors import AudioError, TokenLMError
 
-__all__ = ["speed_perturb", "perturb_entry", "perturb_manifest", "choose_factors", "respeak_plan", "respeak_manifest"]
+__all__ = ["speed_perturb", "perturb_entry", "perturb_manifest", "choose_factors", "respeak_plan", "respeak_manifest",
+           "warp_timbre", "choose_timbre", "warp_entry", "warp_manifest"]
 
 FACTOR_STEP = 0.01  # factors are rounded to this, so the resampling ratio stays a small fraction
 MIN_FACTOR, MAX_FACTOR = 0.5, 2.0
@@ -294,4 +300,139 @@ def respeak_manifest(
                 log(f"skipped {r}")
             continue
         out.append(r)
+    return out
+
+
+MAX_GAIN_DB = 24.0  # a timbre filter never boosts or cuts a bin by more than this
+
+
+def _envelope(logmag: torch.Tensor, lifter: int) -> torch.Tensor:
+    """Cepstrally smoothed log-magnitude ``[..., F]`` (quefrencies below ``lifter`` samples)."""
+    cep = torch.fft.irfft(logmag, dim=-1)
+    keep = torch.zeros(cep.shape[-1], dtype=cep.dtype)
+    keep[:lifter] = 1.0
+    keep[-lifter + 1:] = 1.0
+    return torch.fft.rfft(cep * keep, dim=-1).real
+
+
+def _warp_source(freqs: torch.Tensor, alpha: float, nyquist: float) -> torch.Tensor:
+    """For each output frequency, the input frequency a piecewise-linear VTLP warp brings there
+    (``f -> alpha f`` up to a knee, then a straight line to Nyquist, which stays put)."""
+    knee = 0.8 * nyquist * min(1.0, 1.0 / alpha)
+    src = torch.linspace(0.0, nyquist, 2049, dtype=torch.float64)
+    dst = torch.where(src <= knee, alpha * src,
+                      alpha * knee + (nyquist - alpha * knee) * (src - knee) / (nyquist - knee))
+    # invert the monotone map by linear interpolation of (dst -> src)
+    idx = torch.searchsorted(dst, freqs.double().clamp(0, nyquist)).clamp(1, len(dst) - 1)
+    x0, x1, y0, y1 = dst[idx - 1], dst[idx], src[idx - 1], src[idx]
+    w = ((freqs.double() - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+    return (y0 + w * (y1 - y0)).to(freqs.dtype)
+
+
+def warp_timbre(wav: torch.Tensor, alpha: float, sample_rate: int, *, tilt_db: float = 0.0,
+                bumps: Sequence[tuple[float, float]] = (), n_fft: int = 512) -> torch.Tensor:
+    """``wav [..., T]`` with its formants moved by ``alpha`` (> 1: a shorter vocal tract) and its
+    timbre reshaped, the pitch and the length kept.
+
+    Each STFT frame is multiplied by ``warped envelope / envelope`` (log-magnitude envelopes from a
+    cepstral lifter of 2 ms, short of any voice's pitch period), by a tilt of ``tilt_db`` dB per
+    octave around 1 kHz and by ``bumps`` (``(hz, gain_db)``: one-octave raised-cosine peaks);
+    the gain is clipped to +-24 dB and the result keeps the input's RMS level."""
+    if not 0.5 <= alpha <= 2.0:
+        raise TokenLMError(f"formant factor {alpha} out of range [0.5, 2.0]")
+    if wav.shape[-1] < n_fft:
+        return wav.clone()
+    shape = wav.shape
+    x = wav.reshape(-1, shape[-1]).float()
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)  # [C, F, N]
+    mag = spec.abs().transpose(1, 2)  # [C, N, F]
+    floor = mag.amax().clamp_min(1e-8) * 1e-5
+    env = _envelope(torch.log(mag.clamp_min(floor)), max(2, int(0.002 * sample_rate)))
+    nyquist = sample_rate / 2
+    freqs = torch.linspace(0.0, nyquist, mag.shape[-1])
+    pos = _warp_source(freqs, alpha, nyquist) / nyquist * (mag.shape[-1] - 1)
+    lo = pos.floor().long().clamp(0, mag.shape[-1] - 1)
+    hi = (lo + 1).clamp(max=mag.shape[-1] - 1)
+    frac = pos - lo
+    warped = env[..., lo] * (1 - frac) + env[..., hi] * frac
+    gain_db = (warped - env) * (20 / math.log(10))
+    octaves = torch.log2(freqs.clamp_min(62.5) / 1000.0)
+    gain_db = gain_db + tilt_db * octaves
+    for hz, db in bumps:
+        d = (octaves - math.log2(hz / 1000.0)).abs()
+        gain_db = gain_db + db * torch.where(d < 0.5, 0.5 * (1 + torch.cos(2 * math.pi * d)), torch.zeros_like(d))
+    gain = 10 ** (gain_db.clamp(-MAX_GAIN_DB, MAX_GAIN_DB) / 20)
+    y = torch.istft(spec * gain.transpose(1, 2), n_fft, hop_length=n_fft // 4, window=window, length=shape[-1])
+    rms_in, rms_out = x.pow(2).mean().sqrt(), y.pow(2).mean().sqrt().clamp_min(1e-12)
+    y = y * (rms_in / rms_out)
+    peak = y.abs().max()
+    if peak > 0.99:
+        y = y * (0.99 / peak)
+    return y.reshape(shape).to(wav.dtype)
+
+
+def choose_timbre(utt_id: str, seed: int, alpha_range: tuple[float, float], tilt: float = 3.0,
+                  eq_db: float = 6.0, bumps: int = 2) -> dict:
+    """The timbre of one utterance's copy (a function of ``seed`` and the id alone): a formant
+    factor from ``alpha_range`` (0.01 grid), a tilt within +-``tilt`` dB/octave and ``bumps``
+    peaks of up to +-``eq_db`` dB at 300-5000 Hz."""
+    lo, hi = (float(x) for x in alpha_range)
+    if not 0.5 <= lo <= hi <= 2.0:
+        raise TokenLMError(f"formant range {lo}..{hi}: give 0.5 <= LO <= HI <= 2")
+    rng = _rng(seed, "timbre:" + utt_id)
+    return {
+        "alpha": round(rng.uniform(lo, hi), 2),
+        "tilt_db": round(rng.uniform(-tilt, tilt), 2),
+        "bumps": [(round(300 * (5000 / 300) ** rng.random()), round(rng.uniform(-eq_db, eq_db), 1))
+                  for _ in range(bumps)],
+    }
+
+
+def _timbre_suffix(t: dict) -> str:
+    return f"vt{t['alpha']:.2f}"
+
+
+def warp_entry(entry: dict, timbre: dict, audio_path: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write ``entry``'s audio through :func:`warp_timbre` (``timbre`` from :func:`choose_timbre`)
+    to ``audio_path`` and return its manifest entry: id and voice get a ``+vtA.AA`` suffix, the
+    word times stay, ``source`` and ``timbre`` are recorded. An existing file is reused unless
+    ``overwrite``."""
+    sr = int(entry["sample_rate"])
+    audio_path = Path(audio_path)
+    if overwrite or not audio_path.is_file():
+        wav, file_sr = load_audio(entry["audio"])
+        if file_sr != sr:
+            raise AudioError(f"{entry['audio']}: sample rate {file_sr}, the manifest says {sr}")
+        out_wav = warp_timbre(wav, timbre["alpha"], sr, tilt_db=timbre["tilt_db"], bumps=timbre["bumps"])
+        save_audio(audio_path, out_wav, sr)
+    suffix = _timbre_suffix(timbre)
+    out = {k: v for k, v in entry.items() if k not in ("id", "audio", "voice")}
+    out.update(id=f"{entry['id']}+{suffix}", audio=str(audio_path.resolve()), voice=f"{entry['voice']}+{suffix}",
+               source=entry["id"], timbre={**timbre, "bumps": [list(b) for b in timbre["bumps"]]})
+    return out
+
+
+def warp_manifest(
+    entries: Iterable[dict],
+    out_dir: str | os.PathLike,
+    *,
+    alpha_range: tuple[float, float],
+    tilt: float = 3.0,
+    eq_db: float = 6.0,
+    seed: int = 0,
+    select: Callable[[dict], bool] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[dict]:
+    """Timbre-warped copies (:func:`warp_timbre`, drawn by :func:`choose_timbre`) of the selected
+    ``entries``, written under ``out_dir/audio/<split>/``; files already there are reused."""
+    out_dir = Path(out_dir)
+    chosen = [e for e in entries if select is None or select(e)]
+    if not chosen:
+        raise TokenLMError("no utterance matches the selection")
+    out = []
+    for entry in progress(chosen) if progress is not None else chosen:
+        t = choose_timbre(entry["id"], seed, alpha_range, tilt, eq_db)
+        name = f"{entry['id']}+{_timbre_suffix(t)}.wav"
+        out.append(warp_entry(entry, t, out_dir / "audio" / entry.get("split", "train") / name))
     return out
