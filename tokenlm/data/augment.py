@@ -105,6 +105,16 @@ def _suffix(factor: float) -> str:
     return f"sp{factor:.2f}"
 
 
+def _write_changed(entry: dict, audio_path: Path, change: Callable[[torch.Tensor], torch.Tensor],
+                   overwrite: bool) -> None:
+    """Write ``change(entry's audio)`` to ``audio_path`` unless the file is there (or ``overwrite``)."""
+    if overwrite or not audio_path.is_file():
+        wav, file_sr = load_audio(entry["audio"])
+        if file_sr != int(entry["sample_rate"]):
+            raise AudioError(f"{entry['audio']}: sample rate {file_sr}, the manifest says {entry['sample_rate']}")
+        save_audio(audio_path, change(wav), file_sr)
+
+
 def perturb_entry(entry: dict, factor: float, audio_path: str | os.PathLike, overwrite: bool = False) -> dict:
     """Write ``entry``'s audio at ``factor`` speed to ``audio_path`` and return its manifest entry
     (id and voice get a ``+spF.FF`` suffix, word times and duration are scaled; the source id
@@ -113,11 +123,7 @@ def perturb_entry(entry: dict, factor: float, audio_path: str | os.PathLike, ove
     factor = _check_factor(factor)
     sr = int(entry["sample_rate"])
     audio_path = Path(audio_path)
-    if overwrite or not audio_path.is_file():
-        wav, file_sr = load_audio(entry["audio"])
-        if file_sr != sr:
-            raise AudioError(f"{entry['audio']}: sample rate {file_sr}, the manifest says {sr}")
-        save_audio(audio_path, speed_perturb(wav, factor, sr), sr)
+    _write_changed(entry, audio_path, lambda wav: speed_perturb(wav, factor, sr), overwrite)
     duration = audio_info(audio_path)["num_samples"] / sr
     words = []
     for w in entry.get("words") or []:
@@ -400,12 +406,8 @@ def warp_entry(entry: dict, timbre: dict, audio_path: str | os.PathLike, overwri
     ``overwrite``."""
     sr = int(entry["sample_rate"])
     audio_path = Path(audio_path)
-    if overwrite or not audio_path.is_file():
-        wav, file_sr = load_audio(entry["audio"])
-        if file_sr != sr:
-            raise AudioError(f"{entry['audio']}: sample rate {file_sr}, the manifest says {sr}")
-        out_wav = warp_timbre(wav, timbre["alpha"], sr, tilt_db=timbre["tilt_db"], bumps=timbre["bumps"])
-        save_audio(audio_path, out_wav, sr)
+    _write_changed(entry, audio_path, lambda wav: warp_timbre(wav, timbre["alpha"], sr, tilt_db=timbre["tilt_db"],
+                                                              bumps=timbre["bumps"]), overwrite)
     suffix = _timbre_suffix(timbre)
     out = {k: v for k, v in entry.items() if k not in ("id", "audio", "voice")}
     out.update(id=f"{entry['id']}+{suffix}", audio=str(audio_path.resolve()), voice=f"{entry['voice']}+{suffix}",
