@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokenlm.data.manifest import read_manifest, write_manifest
+from tokenlm.data.tts import engine_available
+
+ROOT = Path(__file__).resolve().parents[2]
+CMD = [sys.executable, str(ROOT / "recipes" / "speak_manifest.py")]
+
+
+def _manifest(tmp_path: Path) -> Path:
+    import torch
+
+    from tokenlm.audio import save_audio
+
+    entries = []
+    for i, text in enumerate(["the cat sat down", "a quiet evening", "it rained all day"]):
+        save_audio(tmp_path / f"src{i}.wav", torch.zeros(1, 1600), 16000)
+        entries.append({"id": f"t{i}", "audio": str(tmp_path / f"src{i}.wav"), "text": text, "voice": "slt",
+                        "engine": "flite", "duration": 0.1, "sample_rate": 16000, "split": "test"})
+    write_manifest(tmp_path / "test.jsonl", entries)
+    return tmp_path / "test.jsonl"
+
+
+@pytest.mark.skipif(not engine_available("flite"), reason="needs libflite1 (make speech-deps)")
+def test_speak_manifest_speaks_each_sentence_in_turn(tmp_path):
+    src = _manifest(tmp_path)
+    r = subprocess.run(CMD + ["--manifest", str(src), "--voices", "kal16,awb", "--limit", "3", "--out",
+                              str(tmp_path / "seen"), "--no-progress"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    new = read_manifest(tmp_path / "seen" / "test.jsonl")
+    assert [e["voice"] for e in new] == ["kal16", "awb", "kal16"]
+    assert [e["source"] for e in new] == ["t0", "t1", "t2"] and new[0]["id"] == "t0+kal16"
+    for e, text in zip(new, ["the cat sat down", "a quiet evening", "it rained all day"]):
+        assert e["text"] == text and [w["word"] for w in e["words"]] == text.split()
+        assert e["duration"] > 0.5 and Path(e["audio"]).is_file()
+    assert json.loads((tmp_path / "seen" / "test.jsonl").read_text().splitlines()[0])["engine"] == "flite"
+
+
+def test_speak_manifest_errors_are_one_line(tmp_path):
+    src = _manifest(tmp_path)
+    r = subprocess.run(CMD + ["--manifest", str(tmp_path / "missing.jsonl"), "--voices", "kal16", "--out",
+                              str(tmp_path / "x")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no such manifest" in r.stderr
+    if engine_available("flite"):
+        r = subprocess.run(CMD + ["--manifest", str(src), "--voices", "nobody", "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no voice 'nobody'" in r.stderr
+    r = subprocess.run(CMD + ["--manifest", str(src), "--voices", ",", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "usage:" in r.stderr
