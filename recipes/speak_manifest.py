@@ -31,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="the first N utterances only")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the audio and the manifest")
     p.add_argument("--name", default="test.jsonl", help="file name of the new manifest (default test.jsonl)")
+    p.add_argument("--skip-errors", action="store_true", help="leave out sentences the engine cannot speak "
+                   "(counted at the end) instead of stopping at the first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -61,22 +63,31 @@ def main(argv=None) -> int:
             if args.engine == "flite" and v not in engine.voices():
                 raise TokenLMError(f"flite has no voice {v!r}; choose from {', '.join(engine.voices())}")
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-        new = []
+        new, skipped = [], 0
         for i, e in enumerate(tqdm(entries, desc="speak", unit="utt", disable=True if args.no_progress else None)):
             voice = voices[i % len(voices)]
-            wav, words = engine.synthesize(e["text"], voice=voice)
+            try:
+                wav, words = engine.synthesize(e["text"], voice=voice)
+            except TokenLMError:
+                if not args.skip_errors:
+                    raise
+                skipped += 1
+                continue
             uid = f"{e['id']}+{voice}"
             path = out_dir / "audio" / f"{uid}.wav"
             save_audio(path, wav, SAMPLE_RATE)
             new.append({"id": uid, "audio": str(path.resolve()), "text": e["text"], "words": words, "voice": voice,
                         "engine": args.engine, "duration": round(wav.shape[-1] / SAMPLE_RATE, 6),
                         "sample_rate": SAMPLE_RATE, "split": e.get("split", "test"), "source": e["id"]})
+        if not new:
+            raise TokenLMError(f"{args.manifest}: the engine could speak none of its {len(entries)} sentences")
         write_manifest(out_dir / args.name, new)
     except TokenLMError as e:
         print(f"speak_manifest: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     minutes = sum(e["duration"] for e in new) / 60
-    print(f"{out_dir / args.name}: {len(new)} utterances, {minutes:.1f} min, voices {', '.join(voices)}")
+    print(f"{out_dir / args.name}: {len(new)} utterances, {minutes:.1f} min, voices {', '.join(voices)}"
+          + (f"; {skipped} sentences the engine could not speak were left out" if skipped else ""))
     return 0
 
 

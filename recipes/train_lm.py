@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument("--tokenizer", type=Path, required=True, help="the sentencepiece model the shards used")
     d.add_argument("--voices", default=None, help="comma-separated substrings: train only on utterances "
                    "whose voice matches one (needs --manifest)")
-    d.add_argument("--manifest", type=Path, help="the manifest the training shards came from (for --voices)")
+    d.add_argument("--manifest", type=Path, nargs="+", help="the manifest(s) the training shards came from "
+                   "(for --voices)")
     d.add_argument("--max-frames", type=int, default=250, help="crop utterances to this many frames")
     m = p.add_argument_group("model")
     m.add_argument("--task", choices=TASKS, required=True)
@@ -148,11 +149,11 @@ def shard_codec_codebooks(name: str, fingerprint: str, flag: str = "--codec-feat
         raise TokenLMError(f"{flag}: {e}") from None
 
 
-def select_voices(shards, manifest: Path, voices: str) -> list[int]:
+def select_voices(shards, manifests: list[Path], voices: str) -> list[int]:
     from tokenlm.data.manifest import read_manifest
     from tokenlm.errors import TokenLMError
 
-    by_id = {e["id"]: e.get("voice", "") for e in read_manifest(manifest)}
+    by_id = {e["id"]: e.get("voice", "") for m in manifests for e in read_manifest(m)}
     keys = [v for v in voices.split(",") if v]
     keep = [i for i, uid in enumerate(shards.ids) if any(k in by_id.get(uid, "") for k in keys)]
     if not keep:

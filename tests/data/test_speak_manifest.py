@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CMD = [sys.executable, str(ROOT / "recipes" / "speak_manifest.py")]
 
 
-def _manifest(tmp_path: Path) -> Path:
+def _manifest(tmp_path: Path, texts=("the cat sat down", "a quiet evening", "it rained all day")) -> Path:
     import torch
 
     from tokenlm.audio import save_audio
 
     entries = []
-    for i, text in enumerate(["the cat sat down", "a quiet evening", "it rained all day"]):
+    for i, text in enumerate(texts):
         save_audio(tmp_path / f"src{i}.wav", torch.zeros(1, 1600), 16000)
         entries.append({"id": f"t{i}", "audio": str(tmp_path / f"src{i}.wav"), "text": text, "voice": "slt",
                         "engine": "flite", "duration": 0.1, "sample_rate": 16000, "split": "test"})
@@ -53,3 +53,19 @@ def test_speak_manifest_errors_are_one_line(tmp_path):
     r = subprocess.run(CMD + ["--manifest", str(src), "--voices", ",", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+@pytest.mark.skipif(not engine_available("flite"), reason="needs libflite1 (make speech-deps)")
+def test_speak_manifest_skip_errors_leaves_out_unspeakable_sentences(tmp_path):
+    # flite speaks no word for 'AM.'
+    src = _manifest(tmp_path, ("the cat sat down", "Please wake me at six AM.", "it rained all day"))
+    base = CMD + ["--manifest", str(src), "--voices", "kal16", "--no-progress"]
+    r = subprocess.run(base + ["--out", str(tmp_path / "strict")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "'AM.'" in r.stderr
+    assert not (tmp_path / "strict" / "test.jsonl").exists()
+    r = subprocess.run(base + ["--out", str(tmp_path / "lenient"), "--skip-errors", "--name", "train.jsonl"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "1 sentences the engine could not speak" in r.stdout
+    new = read_manifest(tmp_path / "lenient" / "train.jsonl")
+    assert [e["source"] for e in new] == ["t0", "t2"] and {e["split"] for e in new} == {"test"}

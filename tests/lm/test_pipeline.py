@@ -338,6 +338,12 @@ def test_voice_selection_and_bad_arguments(toy, tmp_path):
     r = run("train_lm.py", *lm_args(toy, tmp_path / "v", "tts", "--steps", "1", "--voices", "flite",
                                     "--manifest", toy / "train.jsonl"))
     assert r.returncode == 0 and "3 training utterances" in r.stderr, r.stderr[-2000:]
+    lines = (toy / "train.jsonl").read_text().splitlines(keepends=True)  # the same, split over two manifests
+    (tmp_path / "a.jsonl").write_text("".join(lines[: len(lines) // 2]))
+    (tmp_path / "b.jsonl").write_text("".join(lines[len(lines) // 2:]))
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "v2", "tts", "--steps", "1", "--voices", "flite",
+                                    "--manifest", tmp_path / "a.jsonl", tmp_path / "b.jsonl"))
+    assert r.returncode == 0 and "3 training utterances" in r.stderr, r.stderr[-2000:]
     r = run("train_lm.py", *lm_args(toy, tmp_path / "w", "tts", "--steps", "1", "--voices", "nobody",
                                     "--manifest", toy / "train.jsonl"))
     assert r.returncode == 1 and "no training utterance" in r.stderr
