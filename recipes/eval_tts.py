@@ -19,10 +19,15 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("eval"))
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7, as "
+                   "'tokenlm speak')")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest codes (default 50)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1). Sampling is bitwise reproducible from --seed for a given "
                         "thread count; another count changes the float sums and so some sampled tokens")
     args = p.parse_args(argv)
+    if args.temperature < 0 or args.top_k < 0:
+        p.error("--temperature and --top-k must be >= 0")
     import torch
 
     from tokenlm.data.manifest import read_manifest
@@ -35,7 +40,8 @@ def main(argv=None) -> int:
         if e["text"] not in seen:
             seen.add(e["text"])
             sentences.append(e["text"])
-    evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed)
+    evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed,
+                 temperature=args.temperature, top_k=args.top_k)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

@@ -139,8 +139,10 @@ def reference_voice_for(voices: str) -> tuple[str, str] | None:
 
 
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
-                 seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto") -> dict:
-    """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR.
+                 seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
+                 temperature: float = 0.7, top_k: int = 50) -> dict:
+    """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
+    (sampled with ``temperature`` and ``top_k``, as ``Speaker.speak``).
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
@@ -168,7 +170,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     shown: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # for the spectrogram figure
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
-        wav = sp.speak(text, seed=seed + i)
+        wav = sp.speak(text, seed=seed + i, temperature=temperature, top_k=top_k)
         t_gen += time.perf_counter() - t0
         audio_s += wav.shape[-1] / sp.codec.sample_rate
         rows.append({"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2), **judge(wav)})
@@ -192,9 +194,10 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
-              "threads": torch.get_num_threads(), "rows": rows}
+              "temperature": temperature, "top_k": top_k, "threads": torch.get_num_threads(), "rows": rows}
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
-             f"{sp.voices})\n\n| speech | sentences | " + " | ".join(judges) + " |\n|---|---|"
+             f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k})\n\n| speech | sentences | "
+             + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")
     if ref_rows:
