@@ -301,9 +301,8 @@ class Speaker:
                     else:
                         end_frame[j] = t
                 if (end_frame[j] is not None and t >= end_frame[j] + max_d) or t + 1 >= limit[j]:
-                    done[j] = True
-                    if end_frame[j] is None:
-                        end_frame[j] = t - max_d
+                    done[j] = True  # cut at the last frame every (delayed) codebook has reached
+                    end_frame[j] = min(t if end_frame[j] is None else end_frame[j], t - max_d)
             t += 1
         seq = torch.stack(frames, dim=2)  # [B, K, T]
         out = []
