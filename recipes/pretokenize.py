@@ -6,6 +6,9 @@ One process:
 Several processes (each takes every N-th shard), on CPUs or GPUs:
     accelerate launch --num_processes 2 --cpu recipes/pretokenize.py ...
 Resumable: shards already written are skipped, so rerunning after an interruption finishes the job.
+With another tokenizer (e.g. a phone lexicon for TTS) and codes already made, skip the codec:
+    python recipes/pretokenize.py --manifest M --tokenizer runs/phones.model --from-shards data/tokens/train \
+        --out data/tokens_phones/train
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from pathlib import Path
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--manifest", type=Path, required=True)
-    p.add_argument("--tokenizer", type=Path, required=True, help="sentencepiece model (train_tokenizer.py)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="sentencepiece model or phone lexicon "
+                   "(train_tokenizer.py)")
     p.add_argument("--codec", default="default", help="codec name or path (tokenlm.codecs.load)")
     p.add_argument("--codebooks", type=int, default=None, help="keep only the first N codebooks")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--from-shards", type=Path, nargs="+", metavar="DIR", help="take the codes from these shard "
+                   "folders (made from the same audio with the same codec) instead of encoding the audio again")
     p.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
     args = p.parse_args(argv)
@@ -35,8 +41,8 @@ def main(argv=None) -> int:
     from tokenlm.data.manifest import read_manifest
     from tokenlm.errors import TokenLMError
     from tokenlm.fileio import atomic_write
-    from tokenlm.lm.data import tokenize_entries, write_shard
-    from tokenlm.lm.tokenizer import TextTokenizer
+    from tokenlm.lm.data import TokenShards, tokenize_entries, write_shard
+    from tokenlm.lm.tokenizer import load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,9 +50,18 @@ def main(argv=None) -> int:
     entries = read_manifest(args.manifest)
     if not entries:
         raise TokenLMError(f"{args.manifest}: no utterances")
-    tokenizer = TextTokenizer.load(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
+    codes_of = None
+    if args.from_shards:
+        src = TokenShards(args.from_shards)
+        codes_of = dict(zip(src.ids, src.codes))
+        args.codec = src.info.get("codec_name", args.codec)
     codec = tc.load(args.codec).to(state.device).eval()
-    q = args.codebooks or codec.num_codebooks
+    if codes_of is not None and src.meta["codec"] != codec.token_fingerprint:
+        raise TokenLMError(f"{args.from_shards[0]}: its codes come from another codec than {args.codec}")
+    if codes_of is not None and args.codebooks and args.codebooks != src.meta["num_codebooks"]:
+        codes_of = {k: v[: args.codebooks] for k, v in codes_of.items()}
+    q = args.codebooks or (src.meta["num_codebooks"] if codes_of is not None else codec.num_codebooks)
     if not 1 <= q <= codec.num_codebooks:
         raise TokenLMError(f"--codebooks must be in 1..{codec.num_codebooks}, got {q}")
     meta = {"codec": codec.token_fingerprint, "codec_name": str(args.codec), "tokenizer": tokenizer.digest,
@@ -60,7 +75,7 @@ def main(argv=None) -> int:
                desc="pretokenize", unit="utt", disable=not state.is_main_process, dynamic_ncols=True)
     dropped = 0
     for i in todo:
-        shard = tokenize_entries(chunks[i], _Limited(codec, q), tokenizer, state.device)
+        shard = tokenize_entries(chunks[i], _Limited(codec, q), tokenizer, state.device, codes_of)
         write_shard(args.out / f"shard-{i:05d}.safetensors", shard, meta)
         dropped += shard["dropped_words"]
         bar.update(len(chunks[i]))

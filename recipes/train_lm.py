@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     d = p.add_argument_group("data")
     d.add_argument("--train", type=Path, nargs="+", required=True, help="folder(s) of token shards")
     d.add_argument("--valid", type=Path, help="folder of token shards for validation")
-    d.add_argument("--tokenizer", type=Path, required=True, help="the sentencepiece model the shards used")
+    d.add_argument("--tokenizer", type=Path, required=True, help="the tokenizer the shards used (sentencepiece "
+                   "model or phone lexicon)")
     d.add_argument("--voices", default=None, help="comma-separated substrings: train only on utterances "
                    "whose voice matches one (needs --manifest)")
     d.add_argument("--manifest", type=Path, nargs="+", help="the manifest(s) the training shards came from "
@@ -54,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--new-codec", action="store_true", help="with --init-from: the shards come from another codec "
                    "than the LM's; keep its weights but reset what names codes (code embeddings, audio output "
                    "heads; a codec-features model takes the new codec's codebook vectors)")
+    m.add_argument("--new-tokenizer", action="store_true", help="with --init-from: the shards use another text "
+                   "tokenizer than the LM's (e.g. phones); keep its weights but start the text embeddings and "
+                   "the text output head again")
     m.add_argument("--time-masks", type=int, default=0, help="asr: per training utterance, this many spans of audio "
                    "input become 'no input' (SpecAugment-style; 0: off)")
     m.add_argument("--mask-frames", type=int, default=10, help="asr: longest such span, in frames")
@@ -259,11 +263,13 @@ def main(argv=None) -> int:
     from tokenlm.lm import LMConfig, TokenLM
     from tokenlm.lm.checkpoint import save_lm
     from tokenlm.lm.data import TokenShards
-    from tokenlm.lm.tokenizer import TextTokenizer
+    from tokenlm.lm.tokenizer import load_tokenizer
     from tokenlm.training import Checkpoints, drop_log_after, record_command, warmup_cosine
 
     if args.new_codec and not args.init_from:
         raise TokenLMError("--new-codec goes with --init-from (the LM to move onto the shards' codec)")
+    if args.new_tokenizer and not args.init_from:
+        raise TokenLMError("--new-tokenizer goes with --init-from (the LM to move onto the shards' tokenizer)")
     if args.threads:
         torch.set_num_threads(args.threads)
     use_cpu = args.cpu or not torch.cuda.is_available()
@@ -283,7 +289,7 @@ def main(argv=None) -> int:
     load_data = (lambda f: DialogueData(f, args)) if args.task == "duplex" else TokenShards
     shards = load_data(args.train)
     meta = shards.meta
-    tokenizer = TextTokenizer.load(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer)
     if tokenizer.digest != meta["tokenizer"]:
         raise TokenLMError(f"{args.tokenizer} is not the tokenizer the training shards were made with")
     valid = load_data(args.valid) if args.valid else None
@@ -304,9 +310,12 @@ def main(argv=None) -> int:
         init = load_lm(args.init_from)
         if init.task != args.task:
             raise TokenLMError(f"--init-from {args.init_from} is a '{init.task}' model, not '{args.task}'")
-        if init.tokenizer.digest != tokenizer.digest:
+        other_tokenizer = init.tokenizer.digest != tokenizer.digest
+        if other_tokenizer and not args.new_tokenizer:
             raise TokenLMError(f"--init-from {args.init_from} uses another tokenizer than the shards: "
-                               "pretokenize with the model's own tokenizer.model")
+                               "pretokenize with the model's own tokenizer.model (or pass --new-tokenizer)")
+        if args.new_tokenizer and not other_tokenizer:
+            raise TokenLMError(f"--new-tokenizer: {args.init_from} uses the shards' tokenizer already")
         other_codec = init.codec_info.get("fingerprint") != meta["codec"]
         if other_codec and not args.new_codec:
             raise TokenLMError(f"--init-from {args.init_from} was trained on the tokens of another codec "
@@ -320,6 +329,9 @@ def main(argv=None) -> int:
                 raise TokenLMError(f"--set {item}: with --init-from only dropout can change (the model's size "
                                    "and streams are the trained model's)")
             cfg = dataclasses.replace(cfg, dropout=float(value))
+        if args.new_tokenizer:  # the same streams, the text one with the new vocabulary
+            cfg = dataclasses.replace(cfg, streams=[{**d, "card": tokenizer.vocab_size} if d["kind"] == "text" else d
+                                                    for d in cfg.streams])
         if cfg.stream_specs != streams:
             raise TokenLMError(f"--init-from {args.init_from}: its streams differ from --task/--codebooks/delays "
                                f"({[(s.name, s.delay) for s in cfg.stream_specs][:3]}...)")
@@ -333,7 +345,12 @@ def main(argv=None) -> int:
     if init is None and resume_from is None and cfg.codec_features:
         model.set_codec_codebooks(codebooks)
     if init is not None:
-        model.load_state_dict(init.model.state_dict())
+        if args.new_tokenizer:
+            kept = model.load_matching(init.model.state_dict())
+            if main_proc:
+                print(f"--new-tokenizer: {kept} of {len(model.state_dict())} weights kept", file=sys.stderr)
+        else:
+            model.load_state_dict(init.model.state_dict())
         if args.new_codec:
             model.retarget_codec(shard_codec_codebooks(shards.info.get("codec_name", "default"), meta["codec"],
                                                        "--new-codec") if cfg.codec_features else None)

@@ -1,6 +1,10 @@
 """Train the LM's sentencepiece text tokenizer on the text of speech manifests (and text files).
 
     python recipes/train_tokenizer.py --manifest data/corpus/train.jsonl --out runs/tokenizer.model
+
+With ``--phones``: a phone lexicon instead (every word of the manifests and text files as flite's
+voice pronounces it, one token per phone), for TTS:
+    python recipes/train_tokenizer.py --phones --manifest data/corpus/train.jsonl --out runs/phones.model
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ def main(argv=None) -> int:
     p.add_argument("--text", type=Path, action="append", default=[], help="text file, a sentence per line")
     p.add_argument("--vocab-size", type=int, default=1000)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--phones", action="store_true", help="a phone lexicon (flite) instead of sentencepiece pieces")
+    p.add_argument("--voice", default="kal16", help="with --phones: the flite voice whose lexicon is used")
     args = p.parse_args(argv)
     from tokenlm.data.manifest import read_manifest
     from tokenlm.errors import TokenLMError
-    from tokenlm.lm.tokenizer import TextTokenizer
+    from tokenlm.lm.tokenizer import PhoneTokenizer, TextTokenizer
 
     sentences = [e["text"] for m in args.manifest for e in read_manifest(m)]
     for t in args.text:
@@ -29,6 +35,11 @@ def main(argv=None) -> int:
             raise TokenLMError(f"{t}: cannot read ({e.strerror})") from None
     if not sentences:
         raise TokenLMError("no text: pass --manifest and/or --text")
+    if args.phones:
+        tok = PhoneTokenizer.build(sentences, args.voice, progress=True)
+        tok.save(args.out)
+        print(f"{args.out}: {len(tok.lexicon)} words, {tok.vocab_size} phones (digest {tok.digest})", file=sys.stderr)
+        return 0
     tok = TextTokenizer.train(sentences, args.vocab_size)
     tok.save(args.out)
     print(f"{args.out}: {tok.vocab_size} pieces from {len(sentences)} sentences (digest {tok.digest})",

@@ -208,6 +208,54 @@ def test_an_lm_moves_onto_another_codecs_tokens(toy, tmp_path):
     assert r.returncode == 1 and "goes with --init-from" in r.stderr
 
 
+@pytest.mark.skipif(not __import__("tokenlm.data.tts", fromlist=["x"]).engine_available("flite"),
+                    reason="needs libflite1 (make speech-deps)")
+def test_a_tts_moves_onto_a_phone_lexicon(toy, tmp_path):
+    from tokenlm.lm.checkpoint import load_lm
+    from tokenlm.lm.data import TokenShards
+    from tokenlm.lm.tasks import Speaker
+    from tokenlm.lm.tokenizer import PhoneTokenizer, load_tokenizer
+
+    r = run("train_tokenizer.py", "--phones", "--manifest", toy / "train.jsonl", "--out", tmp_path / "phones.model")
+    assert r.returncode == 0, r.stderr[-2000:]
+    tok = load_tokenizer(tmp_path / "phones.model")
+    assert isinstance(tok, PhoneTokenizer) and "cat" in tok.lexicon
+    # new text streams over the codes already made: the audio is not encoded again
+    r = run("pretokenize.py", "--manifest", toy / "train.jsonl", "--tokenizer", tmp_path / "phones.model",
+            "--from-shards", toy / "tokens", "--out", tmp_path / "ph", "--shard-size", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    old, new = TokenShards(toy / "tokens"), TokenShards(tmp_path / "ph")
+    assert new.ids == old.ids and new.texts == old.texts and new.meta["text_card"] == tok.vocab_size
+    for a, b, text, words in zip(old.codes, new.codes, new.text, new.texts):
+        assert torch.equal(a, b)
+        want = " ".join(" ".join(tok.lexicon[w].split()) for w in words.split())
+        assert tok.decode(text[text < tok.vocab_size].tolist()) == want
+    first = tmp_path / "first"
+    common = ("--steps", "2", "--save-every", "2", "--audio-delay", "2", "--codec-features")
+    r = run("train_lm.py", *lm_args(toy, first, "tts", *common))
+    assert r.returncode == 0, r.stderr[-2000:]
+    moved = ["--train", tmp_path / "ph", "--valid", tmp_path / "ph", "--tokenizer", tmp_path / "phones.model",
+             "--init-from", first / "model"]
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "refused", "tts", *common, *moved))
+    assert r.returncode == 1 and "another tokenizer" in r.stderr and "--new-tokenizer" in r.stderr
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "moved", "tts", *common, *moved, "--new-tokenizer", "--lr", "0"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_lm(first / "model"), load_lm(tmp_path / "moved" / "model")
+    assert isinstance(b.tokenizer, PhoneTokenizer) and b.model.streams[0].card == tok.vocab_size
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    same = [k for k in sa if sa[k].shape == sb[k].shape]
+    assert len(same) < len(sa) and "embed.tables.0.weight" not in same
+    for k in same:  # learning rate 0: what was kept is exactly the first model's
+        torch.testing.assert_close(sa[k], sb[k], msg=k)
+    wav = Speaker(b).speak("two cats", max_seconds=1.0)
+    assert wav.shape[0] == 1 and wav.shape[1] > 0 and torch.isfinite(wav).all()
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "same", "tts", *common, "--init-from", first / "model",
+                                    "--new-tokenizer"))
+    assert r.returncode == 1 and "already" in r.stderr
+    r = run("train_lm.py", *lm_args(toy, tmp_path / "alone", "tts", *common, "--new-tokenizer"))
+    assert r.returncode == 1 and "goes with --init-from" in r.stderr
+
+
 def test_time_limit_stops_saves_and_decays_the_learning_rate(toy, tmp_path):
     out = tmp_path / "timed"
     r = run("train_lm.py", *lm_args(toy, out, "asr", "--steps", "100000", "--save-every", "100000", "--lr", "1e-3",

@@ -21,7 +21,7 @@ import torch
 from ..errors import CheckpointError, TokenLMError
 from ..fileio import atomic_write
 from .model import LMConfig, TokenLM
-from .tokenizer import TextTokenizer
+from .tokenizer import PhoneTokenizer, TextTokenizer, load_tokenizer
 
 __all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "bundled_models", "InterimModelWarning"]
 
@@ -37,7 +37,7 @@ class InterimModelWarning(UserWarning):
 @dataclass
 class LoadedLM:
     model: TokenLM
-    tokenizer: TextTokenizer
+    tokenizer: TextTokenizer | PhoneTokenizer
     header: dict = field(default_factory=dict)
 
     @property
@@ -53,7 +53,7 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / WEIGHTS).exists())
 
 
-def save_lm(model: TokenLM, path: str | os.PathLike, tokenizer: TextTokenizer, *, task: str, codec: dict,
+def save_lm(model: TokenLM, path: str | os.PathLike, tokenizer: TextTokenizer | PhoneTokenizer, *, task: str, codec: dict,
             trained: bool = True, dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
     """Write an LM checkpoint folder atomically, file by file. ``dtype`` (e.g. float16) stores the
     floating-point weights smaller; they load back in float32."""
@@ -126,7 +126,7 @@ def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{wpath}: bad LM config ({e})") from None
     tok_path = wpath.parent / TOKENIZER
-    tokenizer = TextTokenizer.load(tok_path)
+    tokenizer = load_tokenizer(tok_path)
     if tokenizer.digest != header.get("tokenizer"):
         raise CheckpointError(f"{tok_path}: tokenizer does not match the one the model was trained with")
     with torch.device("meta"):

@@ -25,7 +25,7 @@ from ..errors import TokenLMError
 from .streams import Streams, apply_delays, place_words
 from .tokenizer import TextTokenizer
 
-__all__ = ["tokenize_entries", "write_shard", "read_shard", "TokenShards", "collate", "word_pieces"]
+__all__ = ["tokenize_entries", "text_stream", "write_shard", "read_shard", "TokenShards", "collate", "word_pieces"]
 
 FORMAT, VERSION = "tokenlm-shard", 1
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
@@ -37,27 +37,44 @@ def word_pieces(tokenizer: TextTokenizer, word: str) -> list[int]:
     return tokenizer.encode_word(" ".join(parts)) if parts else []
 
 
+def text_stream(entry: dict, tokenizer: TextTokenizer, frame_rate: float, num_frames: int
+                ) -> tuple[torch.Tensor, int, str]:
+    """The text stream of one manifest entry over ``num_frames`` frames: ``(stream, words placed,
+    the placed words as text)``."""
+    words = [w for w in entry.get("words", []) if _WORD.search(w["word"].lower())]
+    pieces = [word_pieces(tokenizer, w["word"]) for w in words]
+    stream, placed = place_words(pieces, [w["start"] for w in words], frame_rate, num_frames,
+                                 tokenizer.vocab_size, tokenizer.vocab_size + 1,
+                                 end_time=words[-1]["end"] if words else None)
+    text = " ".join(" ".join(_WORD.findall(w["word"].lower())) for w in words[:placed])
+    return stream, len(words) - placed, text
+
+
 @torch.no_grad()
-def tokenize_entries(entries: list[dict], codec, tokenizer: TextTokenizer, device="cpu") -> dict:
-    """Codes and text streams for manifest ``entries`` (read, resampled, encoded one by one)."""
+def tokenize_entries(entries: list[dict], codec, tokenizer: TextTokenizer, device="cpu",
+                     codes_of: dict[str, torch.Tensor] | None = None) -> dict:
+    """Codes and text streams for manifest ``entries`` (read, resampled, encoded one by one).
+
+    ``codes_of``: codes already made for these entries (by id, ``[Q, F]``), e.g. from shards of the
+    same manifest made with another tokenizer: only the text streams are made again."""
     from ..audio import load_audio
 
     codes, texts, offsets, ids, words_out, dropped = [], [], [0], [], [], 0
     for e in entries:
-        wav, _ = load_audio(e["audio"], codec.sample_rate, codec.channels)
-        c = codec.encode(wav[None].to(device))[0].cpu()  # [Q, F]
-        f = c.shape[1]
-        words = [w for w in e.get("words", []) if _WORD.search(w["word"].lower())]
-        pieces = [word_pieces(tokenizer, w["word"]) for w in words]
-        stream, placed = place_words(pieces, [w["start"] for w in words], codec.frame_rate, f,
-                                     tokenizer.vocab_size, tokenizer.vocab_size + 1,
-                                     end_time=words[-1]["end"] if words else None)
-        dropped += len(words) - placed
+        if codes_of is not None:
+            if e["id"] not in codes_of:
+                raise TokenLMError(f"utterance {e['id']!r} is not in the shards its codes should come from")
+            c = codes_of[e["id"]]
+        else:
+            wav, _ = load_audio(e["audio"], codec.sample_rate, codec.channels)
+            c = codec.encode(wav[None].to(device))[0].cpu()  # [Q, F]
+        stream, lost, text = text_stream(e, tokenizer, codec.frame_rate, c.shape[1])
+        dropped += lost
         codes.append(c)
         texts.append(stream)
-        offsets.append(offsets[-1] + f)
+        offsets.append(offsets[-1] + c.shape[1])
         ids.append(e["id"])
-        words_out.append(" ".join(" ".join(_WORD.findall(w["word"].lower())) for w in words[:placed]))
+        words_out.append(text)
     return {
         "codes": torch.cat(codes, dim=1) if codes else torch.zeros(codec.num_codebooks, 0, dtype=torch.long),
         "text": torch.cat(texts) if texts else torch.zeros(0, dtype=torch.long),

@@ -356,6 +356,16 @@ class TokenLM(nn.Module):
                 if s + 1 < len(gen):  # prev_emb[s] embeds stream s's token for step s + 1
                     nn.init.normal_(self.depth.prev_emb[s].weight, std=0.02)
 
+    @torch.no_grad()
+    def load_matching(self, state: dict[str, torch.Tensor]) -> int:
+        """Copy the weights of ``state`` whose names and shapes match this model's; the others keep
+        their fresh initialisation (e.g. the text embeddings and text head after a change of text
+        tokenizer). Returns how many were copied."""
+        own = self.state_dict()
+        kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.load_state_dict(kept, strict=False)
+        return len(kept)
+
     @property
     def head_dim(self) -> int:
         return self.config.dim // self.config.num_heads

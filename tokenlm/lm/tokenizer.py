@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 
-__all__ = ["TextTokenizer", "words_of"]
+__all__ = ["TextTokenizer", "PhoneTokenizer", "load_tokenizer", "tokenizer_from_bytes", "words_of"]
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
@@ -100,3 +100,130 @@ class TextTokenizer:
     def starts_word(self, i: int) -> bool:
         """Whether piece ``i`` begins a new word (sentencepiece marks it with U+2581)."""
         return self.sp.id_to_piece(int(i)).startswith("\u2581")
+
+
+PHONES_FORMAT = "tokenlm-phones"
+# flite's US English phone set (CMU phones without stress), so that any word flite can spell has ids
+CMU_PHONES = ("aa", "ae", "ah", "ao", "aw", "ax", "axr", "ay", "b", "ch", "d", "dh", "dx", "eh", "el", "em",
+              "en", "er", "ey", "f", "g", "hh", "hv", "ih", "ix", "iy", "jh", "k", "l", "m", "n", "ng", "nx",
+              "ow", "oy", "p", "r", "s", "sh", "t", "th", "uh", "uw", "v", "w", "y", "z", "zh")
+# a last resort when a word is in neither the lexicon nor flite's reach: one rough phone per letter
+_LETTERS = {"a": "ae", "b": "b", "c": "k", "d": "d", "e": "eh", "f": "f", "g": "g", "h": "hh", "i": "ih",
+            "j": "jh", "k": "k", "l": "l", "m": "m", "n": "n", "o": "aa", "p": "p", "q": "k", "r": "r", "s": "s",
+            "t": "t", "u": "ah", "v": "v", "w": "w", "x": "k s", "y": "y", "z": "z"}
+
+
+def flite_pronounce(word: str, voice: str = "kal16") -> list[str] | None:
+    """flite's phones for one word spoken alone (its lexicon, then its letter-to-sound rules);
+    None when flite is not installed."""
+    from ..data.tts import engine_available, get_engine
+
+    if not engine_available("flite"):
+        return None
+    _, _, phones = get_engine("flite").synthesize(word, voice=voice, phones=True)
+    return [p["phone"] for p in phones if p["phone"] != "pau"]
+
+
+class PhoneTokenizer:
+    """Words as phones: a pronunciation lexicon (built with flite over a corpus's words and shipped in
+    the checkpoint) with one token per phone, for TTS, where a handful of phones is far easier to
+    learn to pronounce than a thousand spelling pieces. Same interface as :class:`TextTokenizer`
+    for what TTS needs (``words``, ``encode_word``, ``vocab_size``, ``digest``, ``save``). A word
+    outside the lexicon is pronounced by flite when it is installed, else letter by letter (rough)."""
+
+    def __init__(self, data: bytes):
+        import json
+
+        self.proto = bytes(data)
+        try:
+            d = json.loads(self.proto.decode("utf-8"))
+            if d.get("format") != PHONES_FORMAT:
+                raise ValueError(f"format {d.get('format')!r}")
+            self.phones: list[str] = list(d["phones"])
+            self.lexicon: dict[str, str] = dict(d["lexicon"])
+            self.voice: str = d.get("voice", "kal16")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"not a phone lexicon ({e})") from None
+        self.ids = {p: i for i, p in enumerate(self.phones)}
+        self.digest = hashlib.sha256(self.proto).hexdigest()[:16]
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def build(cls, words: Iterable[str], voice: str = "kal16", progress: bool = False) -> PhoneTokenizer:
+        """The lexicon of ``words`` (normalised like :func:`words_of`) as flite's ``voice`` says them."""
+        import json
+
+        from tqdm import tqdm
+
+        from ..errors import TokenLMError
+
+        vocab = sorted({w for x in words for w in words_of(x)})
+        if not vocab:
+            raise ValueError("no words to build a lexicon from")
+        if flite_pronounce("a", voice) is None:
+            raise TokenLMError("building a phone lexicon needs flite (make speech-deps)")
+        lexicon = {}
+        for w in tqdm(vocab, desc="lexicon", unit="word", disable=not progress, dynamic_ncols=True):
+            lexicon[w] = " ".join(flite_pronounce(w, voice) or [])
+        phones = sorted(set(CMU_PHONES) | {p for v in lexicon.values() for p in v.split()})
+        data = {"format": PHONES_FORMAT, "version": 1, "engine": "flite", "voice": voice, "phones": phones,
+                "lexicon": lexicon}
+        return cls(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.phones)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return TextTokenizer.save(self, path)  # type: ignore[arg-type]  # same bytes-to-file job
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return words_of(text)
+
+    def pronounce(self, word: str) -> list[str]:
+        """Phones of one lower-case word (several words separated by spaces: concatenated)."""
+        out: list[str] = []
+        for w in word.lower().split():
+            if w in self.lexicon:
+                out += self.lexicon[w].split()
+                continue
+            said = flite_pronounce(w, self.voice)
+            if said is None:
+                said = " ".join(_LETTERS.get(c, "") for c in w).split()
+            out += said
+        return out
+
+    def encode_word(self, word: str) -> list[int]:
+        if word not in self._cache:
+            self._cache[word] = [self.ids[p] for p in self.pronounce(word) if p in self.ids]
+        return list(self._cache[word])
+
+    def encode_words(self, words: Iterable[str]) -> list[list[int]]:
+        return [self.encode_word(w) for w in words]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.phones[int(i)] for i in ids if 0 <= int(i) < self.vocab_size)
+
+    def piece(self, i: int) -> str:
+        return self.phones[int(i)]
+
+    def starts_word(self, i: int) -> bool:
+        """Phones do not mark word starts (TTS places words itself; an ASR needs spelling pieces)."""
+        return False
+
+
+def tokenizer_from_bytes(data: bytes) -> TextTokenizer | PhoneTokenizer:
+    """A sentencepiece model or a phone lexicon, told apart by their bytes."""
+    return PhoneTokenizer(data) if data.lstrip()[:1] == b"{" else TextTokenizer(data)
+
+
+def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | PhoneTokenizer:
+    """Read a ``tokenizer.model``: a sentencepiece model, or a phone lexicon (:class:`PhoneTokenizer`)."""
+    p = Path(path)
+    try:
+        return tokenizer_from_bytes(p.read_bytes())
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot read tokenizer ({e.strerror or e})") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"{p}: {e}") from None
