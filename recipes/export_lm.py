@@ -16,6 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("dest", type=Path, help="folder to write")
     p.add_argument("--float32", action="store_true", help="keep float32 weights")
     p.add_argument("--note", default=None, help="a line stored in the checkpoint (e.g. how it was trained)")
+    p.add_argument("--voices", default=None, help="the voice(s) a TTS speaks in, when training did not record "
+                   "them (--voices); shown by 'tokenlm speak' and used for eval_tts.py's reference row")
     p.add_argument("--interim", action="store_true",
                    help="mark the model as interim: loading it warns with --note (e.g. its measured error rate)")
     args = p.parse_args(argv)
@@ -30,6 +32,8 @@ def main(argv=None) -> int:
         keep["note"] = args.note
     if args.interim:
         keep["interim"] = True
+    if args.voices:
+        keep["voices"] = args.voices
     save_lm(lm.model, args.dest, lm.tokenizer, task=lm.task, codec=lm.codec_info, trained=lm.header.get("trained", True),
             dtype=None if args.float32 else torch.float16, extra=keep)
     size = sum(f.stat().st_size for f in args.dest.iterdir()) / 1e6

@@ -278,10 +278,12 @@ def test_export_float16_and_interim_warning(asr_run, tmp_path, capsys):
     from tokenlm.cli import main as cli
     from tokenlm.lm.checkpoint import InterimModelWarning, load_lm
 
-    r = run("export_lm.py", asr_run / "model", tmp_path / "small", "--interim", "--note", "WER 97% on test")
+    r = run("export_lm.py", asr_run / "model", tmp_path / "small", "--interim", "--note", "WER 97% on test",
+            "--voices", "kal16")
     assert r.returncode == 0, r.stderr[-2000:]
     with pytest.warns(InterimModelWarning, match="WER 97% on test"):
         small = load_lm(tmp_path / "small")
+    assert small.header["voices"] == "kal16" and small.header["note"] == "WER 97% on test"
     full = load_lm(asr_run / "model")
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(small.model.state_dict()[k], v, atol=1e-3, rtol=1e-2)
