@@ -22,6 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--phones", action="store_true", help="a phone lexicon (flite) instead of sentencepiece pieces")
     p.add_argument("--voice", default="kal16", help="with --phones: the flite voice whose lexicon is used")
+    p.add_argument("--counts", action="store_true", help="with --phones: keep word counts, which an ASR's "
+                   "spelling prefers among words that sound alike (build an ASR's lexicon from training text only)")
     args = p.parse_args(argv)
     from tokenlm.data.manifest import read_manifest
     from tokenlm.errors import TokenLMError
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
     if not sentences:
         raise TokenLMError("no text: pass --manifest and/or --text")
     if args.phones:
-        tok = PhoneTokenizer.build(sentences, args.voice, progress=True)
+        tok = PhoneTokenizer.build(sentences, args.voice, progress=True, counts=args.counts)
         tok.save(args.out)
         print(f"{args.out}: {len(tok.lexicon)} words, {tok.vocab_size} phones (digest {tok.digest})", file=sys.stderr)
         return 0

@@ -88,6 +88,36 @@ def test_shards_hold_codes_and_aligned_text(toy):
     assert r.returncode == 0 and before == {p: p.stat().st_mtime_ns for p in (toy / "tokens").glob("shard-*")}
 
 
+@pytest.mark.skipif(not __import__("tokenlm.data.tts", fromlist=["x"]).engine_available("flite"),
+                    reason="needs libflite1 (make speech-deps)")
+def test_a_phone_asr_writes_lexicon_words_offline_and_streaming(toy, tmp_path):
+    from tokenlm.audio import load_audio
+    from tokenlm.lm.tasks import Transcriber
+
+    r = run("train_tokenizer.py", "--phones", "--counts", "--manifest", toy / "train.jsonl",
+            "--out", tmp_path / "phones.model")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("pretokenize.py", "--manifest", toy / "train.jsonl", "--tokenizer", tmp_path / "phones.model",
+            "--from-shards", toy / "tokens", "--out", tmp_path / "ph", "--shard-size", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    args = lm_args(toy, tmp_path / "run", "asr", "--steps", "3", "--save-every", "3", "--lr", "3e-2")
+    args[args.index("--train") + 1] = args[args.index("--valid") + 1] = tmp_path / "ph"
+    args[args.index("--tokenizer") + 1] = tmp_path / "phones.model"
+    r = run("train_lm.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert any("valid_wer" in json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines())
+    wav, _ = load_audio(toy / "audio" / "u1.wav", 16000, 1)
+    for constrain in (False, True):
+        tr = Transcriber(str(tmp_path / "run" / "model"), constrain=constrain)
+        offline = tr.transcribe(wav)
+        session, streamed = tr.session(), []
+        for i in range(0, wav.shape[1], 1000):
+            streamed += session.push(wav[:, i: i + 1000])
+        streamed += session.finish()
+        assert [w.to_dict() for w in streamed] == [w.to_dict() for w in offline]
+        assert all(w.word in tr.tokenizer.lexicon for w in offline)
+
+
 @pytest.fixture(scope="module")
 def asr_run(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("asr") / "run"

@@ -19,7 +19,7 @@ from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
 
-__all__ = ["Word", "WordDecoder", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe"]
+__all__ = ["Word", "WordDecoder", "LexiconConstraint", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe"]
 
 
 @dataclass
@@ -70,7 +70,7 @@ class WordDecoder:
     def _emit(self, end_frame: int) -> list[Word]:
         if not self.pieces:
             return []
-        text = self.tok.decode(self.pieces)
+        text = self.tok.spell(self.pieces)
         self.pieces = []
         start, end = round(self.start / self.fr, 3), round(max(end_frame, self.start + 1) / self.fr, 3)
         return [Word(w, start, end) for w in text.split()]
@@ -94,16 +94,81 @@ class WordDecoder:
         return self._emit(self.last + 1)
 
 
+class LexiconConstraint:
+    """Keeps a phone ASR's text stream on the words of its lexicon: after EPAD only phones that begin
+    a pronunciation (or PAD), inside a word only phones that continue one, and PAD/EPAD only once
+    the phones so far make a whole word. The model's most likely phone among those allowed wins, so
+    every word it writes is spelled exactly (no nearest-word guess afterwards). One per batch; each
+    row keeps its own place in the pronunciation trie. Off by default: on the phone ASR's validation
+    utterances it read worse than free phones spelled afterwards (:meth:`PhoneTokenizer.spell`),
+    forcing words where the model heard none."""
+
+    def __init__(self, tokenizer, batch_size: int):
+        self.card = tokenizer.vocab_size
+        self.pad, self.epad = self.card, self.card + 1
+        ids = {p: i for i, p in enumerate(tokenizer.phones)}
+        self.children: list[dict[int, int]] = [{}]
+        self.whole: list[bool] = [False]
+        for pron in tokenizer.lexicon.values():
+            node = 0
+            for ph in pron.split():
+                nxt = self.children[node].get(ids[ph])
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children[node][ids[ph]] = nxt
+                    self.children.append({})
+                    self.whole.append(False)
+                node = nxt
+            self.whole[node] = node != 0
+        self.state: list[int | None] = [None] * batch_size  # None: between words; else a trie node
+        self._masks: dict[int | None, torch.Tensor] = {}
+
+    def _mask(self, node: int | None) -> torch.Tensor:
+        if node not in self._masks:
+            m = torch.zeros(self.card + 2, dtype=torch.bool)
+            if node is None:
+                m[[self.pad, self.epad]] = True
+            else:
+                m[list(self.children[node])] = True
+                if node == 0 or self.whole[node]:
+                    m[self.pad] = True
+                if self.whole[node]:
+                    m[self.epad] = True
+            self._masks[node] = m
+        return self._masks[node]
+
+    def allowed(self) -> torch.Tensor:
+        """``[B, card + 2]``: what each row may write next."""
+        return torch.stack([self._mask(n) for n in self.state])
+
+    def update(self, row: int, token: int) -> None:
+        node = self.state[row]
+        if token == self.epad:
+            self.state[row] = 0
+        elif token == self.pad or not 0 <= token < self.card:
+            self.state[row] = None
+        else:
+            self.state[row] = self.children[node or 0].get(token, 0)
+
+
+def lexicon_constraint(tokenizer, batch_size: int) -> LexiconConstraint | None:
+    """The constraint for a phone tokenizer with a lexicon; None for sentencepiece pieces."""
+    return LexiconConstraint(tokenizer, batch_size) if getattr(tokenizer, "lexicon", None) else None
+
+
 @torch.no_grad()
-def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: float) -> list[list[Word]]:
+def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: float,
+                      constrain: bool = False) -> list[list[Word]]:
     """Greedy streaming transcription of a batch of ``codes [Q, F]`` with an ASR-layout model
-    (text stream first, then the audio codebooks it reads)."""
+    (text stream first, then the audio codebooks it reads). ``constrain``: a phone ASR writes only
+    its lexicon's words (:class:`LexiconConstraint`); without, its phones are spelled afterwards."""
     streams = model.streams
     delay, q = streams[0].delay, sum(1 for s in streams if s.kind == "audio")
     b, k = len(items), len(streams)
     st = LMStreamer(model, b)
     st.start()
     decoders = [WordDecoder(tokenizer, frame_rate) for _ in items]
+    lex = lexicon_constraint(tokenizer, b) if constrain else None
     words: list[list[Word]] = [[] for _ in items]
     lengths = [c.shape[1] for c in items]
     for t in range(max(lengths) + delay):
@@ -112,9 +177,11 @@ def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: f
             if t < lengths[j]:
                 provided[j, 1: 1 + q] = c[:q, t].cpu()
         provided[:, 0] = UNGENERATED if t >= delay else streams[0].pad_id
-        tokens = st.step(provided).cpu()
+        tokens = st.step(provided, allowed={0: lex.allowed()} if lex and t >= delay else None).cpu()
         if t >= delay:
             for j in range(b):
+                if lex:
+                    lex.update(j, int(tokens[j, 0]))
                 if t - delay < lengths[j]:
                     words[j] += decoders[j].push(t - delay, int(tokens[j, 0]))
     for j in range(b):
@@ -124,8 +191,9 @@ def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: f
 
 class Transcriber:
     def __init__(self, lm: LoadedLM | str = "asr", codec=None, device: str | torch.device = "cpu",
-                 quantize: str | None = None):
-        """``quantize="int8"``: weight-only int8 LM (faster single-session streaming on a CPU)."""
+                 quantize: str | None = None, constrain: bool = False):
+        """``quantize="int8"``: weight-only int8 LM (faster single-session streaming on a CPU).
+        ``constrain``: a phone ASR writes only the words of its lexicon (:class:`LexiconConstraint`)."""
         self.lm = load_lm(lm, device, quantize) if not isinstance(lm, LoadedLM) else lm
         if self.lm.task != "asr":
             raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for speech recognition (asr)")
@@ -135,6 +203,7 @@ class Transcriber:
         self.q = self.lm.codec_info.get("num_codebooks", self.codec.num_codebooks)
         self.delay = self.streams[0].delay
         self.frame_rate = self.codec.frame_rate
+        self.constrain = constrain
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """``wav [C, T]`` (codec rate) -> codes ``[Q, F]``."""
@@ -165,7 +234,7 @@ class Transcriber:
         return out
 
     def _batch(self, items: list[torch.Tensor]) -> list[list[Word]]:
-        return greedy_transcribe(self.model, self.tokenizer, items, self.frame_rate)
+        return greedy_transcribe(self.model, self.tokenizer, items, self.frame_rate, self.constrain)
 
     def session(self) -> TranscriberSession:
         """A streaming session: :meth:`TranscriberSession.push` audio, get final words back."""
@@ -178,6 +247,7 @@ class TranscriberSession:
         self.st = LMStreamer(tr.model, 1)
         self.st.start()
         self.dec = WordDecoder(tr.tokenizer, tr.frame_rate)
+        self.lex = lexicon_constraint(tr.tokenizer, 1) if tr.constrain else None
         self.t = 0
         self._buf = torch.zeros(tr.codec.channels, 0)
         self._ctx = tr.codec.streaming(1)
@@ -190,7 +260,10 @@ class TranscriberSession:
         if codes is not None:
             provided[0, 1: 1 + self.tr.q] = codes
         provided[0, 0] = UNGENERATED if self.t >= self.tr.delay else self.tr.streams[0].pad_id
-        tok = int(self.st.step(provided)[0, 0])
+        live = self.lex is not None and self.t >= self.tr.delay
+        tok = int(self.st.step(provided, allowed={0: self.lex.allowed()} if live else None)[0, 0])
+        if live:
+            self.lex.update(0, tok)
         words = self.dec.push(self.t - self.tr.delay, tok) if self.t >= self.tr.delay else []
         self.t += 1
         return words
