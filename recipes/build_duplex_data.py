@@ -1,7 +1,7 @@
 """Build the full-duplex clip banks: the grammar's questions spoken by many voices, the answers in
 the model's voice, encoded with the codec (see tokenlm.lm.duplex).
 
-    python recipes/build_duplex_data.py --out data/duplex --tokenizer tokenlm/lm/pretrained/asr/tokenizer.model
+    python recipes/build_duplex_data.py --out data/duplex --tokenizer tokenlm/lm/pretrained/duplex/tokenizer.model
 
 writes data/duplex/{train,valid,test}/bank.safetensors (and, for test, the user's audio as WAV files
 with dialogues.jsonl, for recipes/eval_duplex.py). The splits use the speech corpus's voice

@@ -15,7 +15,7 @@ from tokenlm.data import tts
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
-TOKENIZER = ROOT / "tokenlm" / "lm" / "pretrained" / "asr" / "tokenizer.model"
+TOKENIZER = ROOT / "tokenlm" / "lm" / "pretrained" / "duplex" / "tokenizer.model"
 needs_engines = pytest.mark.skipif(not (tts.engine_available("espeak-ng") and tts.engine_available("flite")),
                                    reason="needs libespeak-ng1 and libflite1 (make speech-deps)")
 

@@ -388,7 +388,7 @@ def toy_lm(mode: str, folder, num_codebooks: int = 4, seed: int = 0):
 
     if mode not in ENGINES:
         raise TokenLMError(f"unknown mode '{mode}': choose from {', '.join(MODES)}")
-    tok = TextTokenizer.load(PRETRAINED_DIR / "asr" / "tokenizer.model")
+    tok = TextTokenizer.load(PRETRAINED_DIR / "duplex" / "tokenizer.model")
     import warnings
 
     with warnings.catch_warnings():
