@@ -9,7 +9,9 @@ one is missing, and the report says so) it measures, frame by frame as a live se
   real-time factor is the frame's duration over that cost;
 - TTS: one LM step (text + all codebooks through the depth transformer) + codec streaming decode
   of one frame, at batch 1;
-- the LM step alone for 16 sessions batched, and how many sessions that step keeps in real time.
+- the LM step alone for 16 sessions batched, and how many sessions that step keeps in real time;
+- ASR with the beam search (``Transcriber.session(beam=True)``: width 8, the model's word language
+  model) when the model ships one: the frame's cost beside the greedy step's.
 
 With ``--int8`` every figure is also taken with the LM's weights in int8 (``tokenlm.lm.quantize``),
 in the same run, and the report gives the speed-up of the LM step.
@@ -88,6 +90,8 @@ def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: 
             r["codec_ms"] = median_ms(lambda: codec.decode(codes), args.frames)
     r["frame_cost_ms"] = r["lm_step_ms"] + r["codec_ms"]
     r["real_time_x"] = frame_ms / r["frame_cost_ms"]
+    if task == "asr" and trained and not args.compile:
+        r.update(bench_beam(name, codec, args, quantize))
     stb = LMStreamer(model, args.batch, compile=args.compile)
     stb.start()
     many = frame_tokens(args.batch)
@@ -95,6 +99,28 @@ def bench_task(task: str, name: str, codec, args, g: torch.Generator, frame_ms: 
     r[f"sessions_real_time_lm_only_batch{args.batch}"] = round(args.batch * frame_ms
                                                               / r[f"lm_step_batch{args.batch}_ms"], 1)
     return r
+
+
+def bench_beam(name: str, codec, args, quantize: str | None) -> dict:
+    """A streaming session with the beam search (width 8, the model's word language model): the LM
+    step for the beam's rows plus the search's bookkeeping, on the bundled sample's codes."""
+    from pathlib import Path
+
+    from tokenlm.audio import load_audio
+    from tokenlm.lm.tasks import Transcriber
+
+    tr = Transcriber(name, codec=codec, quantize=quantize)
+    if tr.word_lm is None:
+        return {}
+    wav, _ = load_audio(Path(__file__).resolve().parents[1] / "examples" / "data" / "sample.wav",
+                        codec.sample_rate, codec.channels)
+    codes = tr.encode(wav)
+    session = tr.session(beam=True)
+    n = codes.shape[1]
+    frame = iter(range(10**9))
+    # frames cycle through the sample (its text keeps the search busy the way speech does)
+    ms = median_ms(lambda: session._frame(codes[:, next(frame) % n]), args.frames)
+    return {"beam_width": tr.beam.beam, "beam_frame_ms": ms}
 
 
 @torch.no_grad()
@@ -139,6 +165,12 @@ def main(argv=None) -> int:
               f"({100 * r['frame_cost_ms'] / frame_ms:.0f}% of the frame)\n"
               f"  {args.batch} sessions batched: LM step {r[f'lm_step_batch{args.batch}_ms']:.2f} ms "
               f"-> {r[f'sessions_real_time_lm_only_batch{args.batch}']} sessions' worth of real time (LM only)")
+        if "beam_frame_ms" in r:
+            x = frame_ms / (r["beam_frame_ms"] + r["codec_ms"])
+            r["beam_real_time_x"] = round(x, 2)
+            print(f"  beam search (width {r['beam_width']}, word LM): {r['beam_frame_ms']:.2f} ms per frame "
+                  f"+ codec -> {x:.1f}x faster than real time ({r['beam_frame_ms'] / r['lm_step_ms']:.1f}x "
+                  f"the greedy LM step)")
         if quantize:
             base = results[task]
             r["lm_step_speedup"] = round(base["lm_step_ms"] / r["lm_step_ms"], 2)

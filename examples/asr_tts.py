@@ -3,7 +3,8 @@
     python examples/asr_tts.py [IN.wav] [--text "..."] [--out-dir out/demo] [--asr asr] [--tts tts]
 
 1. Streams IN.wav (default: the bundled sample) through the ASR model 80 ms at a time, printing
-   each word with its time as soon as it is recognized.
+   each word with its time as soon as it is recognized (greedy), then transcribes the whole file
+   offline (beam search with the model's word language model).
 2. Speaks ``--text`` with the TTS model, writes it to OUT_DIR/spoken.wav and transcribes it back.
 
 Uses only the public API (tokenlm.lm.tasks, tokenlm.audio).
@@ -50,6 +51,10 @@ def main() -> int:
     took = time.perf_counter() - t0
     print(f"  transcript: {' '.join(w.word for w in words)}")
     print(f"  {took:.2f} s for {wav.shape[-1] / sr:.2f} s of audio: {wav.shape[-1] / sr / took:.1f}x real time")
+    if tr.beam is not None:  # offline, the whole file at once: beam search with the word language model
+        t0 = time.perf_counter()
+        offline = " ".join(w.word for w in tr.transcribe(wav))
+        print(f"  offline, beam search + word language model: {offline}  ({time.perf_counter() - t0:.2f} s)")
 
     try:
         sp = Speaker(args.tts)

@@ -20,6 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-pocketsphinx", action="store_true")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--int8", action="store_true", help="the LM with int8 weights (tokenlm.lm.quantize)")
+    p.add_argument("--beam", type=int, default=None, help="beam width (0: greedy; default: the Transcriber's)")
+    p.add_argument("--lm", default=None, help="word language model (ARPA) for the beam search; 'none': without")
     args = p.parse_args(argv)
     import torch
 
@@ -28,7 +30,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     r = evaluate_asr(args.model, args.manifest, args.out_dir, args.limit, args.batch_size, not args.no_pocketsphinx,
-                     "int8" if args.int8 else None)
+                     "int8" if args.int8 else None, args.beam,
+                     None if args.lm is None else False if args.lm.lower() == "none" else args.lm)
     print((args.out_dir / "asr_eval.md").read_text())
     print(f"tokenlm: {r['seconds']['tokenlm']:.1f} s for {r['audio_seconds']:.0f} s of audio "
           f"(batched, codec encode included); pocketsphinx: {r['seconds']['pocketsphinx']:.1f} s", file=sys.stderr)

@@ -15,6 +15,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tts", help="LM checkpoint folder or bundled name")
     p.add_argument("--asr", default="asr", help="our ASR model used as a second judge ('' for none)")
+    p.add_argument("--asr-beam", type=int, default=None, metavar="N",
+                   help="our ASR's beam width (0: greedy; default: its own, a beam search when it ships a word LM)")
     p.add_argument("--manifest", type=Path, required=True, help="held-out sentences: the manifest's texts")
     p.add_argument("--out-dir", type=Path, default=Path("eval"))
     p.add_argument("--limit", type=int, default=50)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
             seen.add(e["text"])
             sentences.append(e["text"])
     evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed,
-                 temperature=args.temperature, top_k=args.top_k)
+                 temperature=args.temperature, top_k=args.top_k, asr_beam=args.asr_beam)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

@@ -18,6 +18,8 @@ def main(argv=None) -> int:
     p.add_argument("--note", default=None, help="a line stored in the checkpoint (e.g. how it was trained)")
     p.add_argument("--voices", default=None, help="the voice(s) a TTS speaks in, when training did not record "
                    "them (--voices); shown by 'tokenlm speak' and used for eval_tts.py's reference row")
+    p.add_argument("--word-lm", type=Path, default=None, metavar="ARPA",
+                   help="an ASR's word language model to ship beside it (words.arpa.gz; default: the source's, if any)")
     p.add_argument("--interim", action="store_true",
                    help="mark the model as interim: loading it warns with --note (e.g. its measured error rate)")
     args = p.parse_args(argv)
@@ -36,6 +38,22 @@ def main(argv=None) -> int:
         keep["voices"] = args.voices
     save_lm(lm.model, args.dest, lm.tokenizer, task=lm.task, codec=lm.codec_info, trained=lm.header.get("trained", True),
             dtype=None if args.float32 else torch.float16, extra=keep)
+    word_lm = args.word_lm or lm.word_lm_path
+    if word_lm is not None:
+        import gzip
+        import shutil
+
+        from tokenlm.lm.checkpoint import WORD_LM
+        from tokenlm.lm.wordlm import NGramLM
+
+        NGramLM.load(word_lm)  # a clear error now rather than at the first transcription
+        dest = args.dest / WORD_LM
+        if Path(word_lm).resolve() != dest.resolve():
+            if Path(word_lm).read_bytes()[:2] == b"\x1f\x8b":
+                shutil.copyfile(word_lm, dest)
+            else:
+                with open(dest, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+                    f.write(Path(word_lm).read_bytes())
     size = sum(f.stat().st_size for f in args.dest.iterdir()) / 1e6
     print(f"wrote {args.dest} ({size:.1f} MB, {lm.task}, {lm.model.num_parameters() / 1e6:.2f} M parameters)",
           file=sys.stderr)

@@ -26,15 +26,13 @@ def main(argv=None) -> int:
                    "spelling prefers among words that sound alike (build an ASR's lexicon from training text only)")
     args = p.parse_args(argv)
     from tokenlm.data.manifest import read_manifest
+    from tokenlm.data.text import text_file_sentences
     from tokenlm.errors import TokenLMError
     from tokenlm.lm.tokenizer import PhoneTokenizer, TextTokenizer
 
     sentences = [e["text"] for m in args.manifest for e in read_manifest(m)]
     for t in args.text:
-        try:
-            sentences += [line for line in t.read_text().splitlines() if line.strip()]
-        except OSError as e:
-            raise TokenLMError(f"{t}: cannot read ({e.strerror})") from None
+        sentences += text_file_sentences(t)
     if not sentences:
         raise TokenLMError("no text: pass --manifest and/or --text")
     if args.phones:

@@ -4,7 +4,7 @@
     tokenlm decode speech.tok -o speech.wav [--codec NAME|PATH] [--weights PATH]
     tokenlm info FILE [--json]        # a .tok file, an audio file or a codec checkpoint
     tokenlm eval-codec --manifest test.jsonl | --audio FILE_OR_DIR ... [--codec NAME|PATH] [--out-dir DIR]
-    tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH]
+    tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH] [--beam N] [--lm ARPA|none]
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T]
     tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
 
@@ -353,11 +353,12 @@ def cmd_transcribe(args) -> int:
     from tokenlm.audio import load_audio
     from tokenlm.lm.tasks import Transcriber
 
-    tr = Transcriber(args.model, quantize="int8" if args.int8 else None)
+    word_lm = None if args.lm is None else False if args.lm.lower() == "none" else args.lm
+    tr = Transcriber(args.model, quantize="int8" if args.int8 else None, beam=args.beam, word_lm=word_lm)
     wav, _ = load_audio(args.input, tr.codec.sample_rate, tr.codec.channels)
     duration = wav.shape[-1] / tr.codec.sample_rate
     if args.stream:
-        session = tr.session()
+        session = tr.session(beam=bool(args.beam))  # greedy unless a beam is asked for
         step = max(1, round(args.chunk_ms / 1000 * tr.codec.sample_rate))
         words = []
         for start in range(0, wav.shape[-1] + 1, step):
@@ -437,14 +438,23 @@ def cmd_serve(args) -> int:
     return serve_command(args)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _whole_number(minimum: int, what: str):
+    """An argparse type: an integer >= ``minimum`` (``what`` names it in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+nonneg_int = _whole_number(0, "a whole number >= 0")
+positive_int = _whole_number(1, "a positive integer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -491,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON output (with --stream: one JSON object per word)")
     p.add_argument("--int8", action="store_true", help="int8 weights for the LM: faster on a CPU, "
                    "slightly different output (see README)")
+    p.add_argument("--beam", type=nonneg_int, default=None, metavar="N",
+                   help="beam width of the search with the word language model (0: greedy; default: 8 when "
+                        "the model has a language model, else greedy; with --stream: greedy unless given)")
+    p.add_argument("--lm", metavar="ARPA", help="word language model for the beam search (an ARPA file, e.g. "
+                   "from recipes/train_word_lm.py or KenLM; 'none': lexicon only); default: the model's own")
     p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("speak", help="text to speech with the bundled (or a trained) TTS model",

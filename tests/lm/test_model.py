@@ -176,6 +176,28 @@ def test_sessions_are_independent_and_can_restart():
     torch.testing.assert_close(logits[0][0], ref[0], atol=2e-5, rtol=1e-4)
 
 
+def test_reorder_and_commit_let_rows_take_over_other_histories():
+    # what a beam search does: after a few frames row 0 continues row 1's history and row 1 row 0's;
+    # the logits then follow the full forward pass of the swapped token histories (past the ring's wrap)
+    streams = Streams.asr(20, 16, 2, text_delay=2)
+    model = tiny_lm(streams)
+    delayed, _ = random_tokens(streams, 2, 14, seed=3)
+    swapped = delayed.flip(0)
+    st = LMStreamer(model, batch_size=2)
+    st.start()
+    for t in range(5):
+        st.step(delayed[:, :, t])
+    with pytest.raises(ValueError, match="row indices"):
+        st.reorder([0])
+    st.reorder([1, 0])
+    ref = model(swapped)[0]
+    for t in range(5, 14):
+        h = st.temporal_step()  # the caller computes the frame's logits and chooses the tokens itself
+        logits = model.depth.incremental(0, h, None, st._depth_cache)
+        torch.testing.assert_close(logits, ref[:, t], atol=2e-5, rtol=1e-4)
+        st.commit(swapped[:, :, t])
+
+
 def test_generation_samples_only_what_is_asked():
     model = tiny_lm(DUPLEX)
     st = LMStreamer(model, batch_size=2, sampling=Sampling(temperature=1.0, top_k=5),

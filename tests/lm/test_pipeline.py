@@ -117,6 +117,20 @@ def test_a_phone_asr_writes_lexicon_words_offline_and_streaming(toy, tmp_path):
         assert [w.to_dict() for w in streamed] == [w.to_dict() for w in offline]
         assert all(w.word in tr.tokenizer.lexicon for w in offline)
 
+    # with a word language model (the recipe's, shipped in the checkpoint folder by export_lm.py) the
+    # Transcriber's offline decoding becomes a beam search (tests/lm/test_beam.py checks its results)
+    from tokenlm.lm.beam import BeamSettings
+
+    r = run("train_word_lm.py", "--manifest", toy / "train.jsonl", "--out", tmp_path / "words.arpa")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("export_lm.py", tmp_path / "run" / "model", tmp_path / "shipped", "--word-lm", tmp_path / "words.arpa")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "shipped" / "words.arpa.gz").is_file()
+    tr = Transcriber(str(tmp_path / "shipped"))
+    assert tr.beam is not None and tr.beam.beam == BeamSettings().beam and tr.word_lm is not None
+    assert all(w.word in tr.tokenizer.lexicon for w in tr.transcribe(wav))
+    assert Transcriber(str(tmp_path / "shipped"), word_lm=False).beam is None  # no language model: greedy
+
 
 @pytest.fixture(scope="module")
 def asr_run(toy, tmp_path_factory):

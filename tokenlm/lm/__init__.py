@@ -5,6 +5,9 @@ generation.
   ids, :func:`apply_delays` / :func:`undo_delays`, :func:`place_words` (text on word-start frames)
 - ``tokenlm.lm.model``: :class:`LMConfig`, :class:`TokenLM` (forward, loss)
 - ``tokenlm.lm.generate``: :class:`LMStreamer` (batched sessions, ring KV cache), :class:`Sampling`
+- ``tokenlm.lm.tasks``: ``Transcriber`` (ASR) and ``Speaker`` (TTS) on top of the codec
+- ``tokenlm.lm.beam``: beam search for a phone ASR with its lexicon and a word language model
+- ``tokenlm.lm.wordlm``: ``NGramLM``, a Kneser-Ney word n-gram model read and written as ARPA files
 """
 
 from .generate import LMStreamer, Sampling, sample

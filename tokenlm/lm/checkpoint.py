@@ -1,5 +1,6 @@
 """LM checkpoints: a folder with ``model.safetensors`` (config in its metadata), ``config.json`` and
-``tokenizer.model``::
+``tokenizer.model``, and for an ASR optionally ``words.arpa.gz`` (the word language model its beam
+search uses, :mod:`tokenlm.lm.wordlm`)::
 
     {"format": "tokenlm-lm", "version": 1, "task": "asr", "config": {...LMConfig...},
      "codec": {"name": "default", "fingerprint": "...", "num_codebooks": 8},
@@ -23,10 +24,11 @@ from ..fileio import atomic_write
 from .model import LMConfig, TokenLM
 from .tokenizer import PhoneTokenizer, TextTokenizer, load_tokenizer
 
-__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "bundled_models", "InterimModelWarning"]
+__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "WORD_LM", "bundled_models", "InterimModelWarning"]
 
 FORMAT, VERSION = "tokenlm-lm", 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.model"
+WORD_LM = "words.arpa.gz"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
@@ -39,6 +41,13 @@ class LoadedLM:
     model: TokenLM
     tokenizer: TextTokenizer | PhoneTokenizer
     header: dict = field(default_factory=dict)
+    folder: Path | None = None  # where it was read from
+
+    @property
+    def word_lm_path(self) -> Path | None:
+        """The checkpoint's word language model (``words.arpa.gz``), if it ships one."""
+        p = self.folder / WORD_LM if self.folder is not None else None
+        return p if p is not None and p.is_file() else None
 
     @property
     def task(self) -> str:
@@ -151,4 +160,4 @@ def load_lm(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
     model = model.to(device).eval()
     if quantize:
         quantize_lm(model, quantize)
-    return LoadedLM(model, tokenizer, header)
+    return LoadedLM(model, tokenizer, header, wpath.parent)

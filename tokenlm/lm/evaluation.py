@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -68,7 +69,9 @@ def _write(out_dir: Path, name: str, result: dict, table: str) -> None:
 
 
 def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: int | None = None,
-                 batch_size: int = 16, pocketsphinx: bool = True, quantize: str | None = None) -> dict:
+                 batch_size: int = 16, pocketsphinx: bool = True, quantize: str | None = None,
+                 beam: int | None = None, word_lm=None) -> dict:
+    """``beam``/``word_lm``: the decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes them."""
     from ..audio import load_audio
     from ..data.manifest import read_manifest
     from .tasks import Transcriber
@@ -76,7 +79,8 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
     entries = read_manifest(manifest)[:limit] if limit else read_manifest(manifest)
     if not entries:
         raise TokenLMError(f"{manifest}: no utterances")
-    tr = Transcriber(model, quantize=quantize)
+    tr = Transcriber(model, quantize=quantize, beam=beam, word_lm=word_lm)
+    decoding = "greedy" if tr.beam is None else f"beam {tr.beam.beam}" + (" + word LM" if tr.word_lm else "")
     ps = Pocketsphinx() if pocketsphinx else None
     rows, t_ours, t_ps, audio_s = [], 0.0, 0.0, 0.0
     for i in tqdm(range(0, len(entries), batch_size), desc="eval asr", unit="batch", dynamic_ncols=True):
@@ -108,11 +112,12 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
             groups[f"{r.get('engine') or '?'} {r['voice']}"].append(r)
     scores = {g: {s: round(wer([r["ref"] for r in rs], [r[s] for r in rs]), 4) for s in systems} | {"n": len(rs)}
               for g, rs in groups.items()}
-    result = {"manifest": str(manifest), "model": str(model), "quantize": quantize, "utterances": len(rows),
+    result = {"manifest": str(manifest), "model": str(model), "quantize": quantize, "decoding": decoding,
+              "beam_settings": None if tr.beam is None else asdict(tr.beam), "utterances": len(rows),
               "audio_seconds": round(audio_s, 1),
               "wer": scores, "seconds": {"tokenlm": round(t_ours, 1), "pocketsphinx": round(t_ps, 1)}, "rows": rows}
     lines = [f"ASR word error rate on {len(rows)} utterances ({audio_s / 60:.1f} min) of `{Path(manifest).name}`"
-             + (f" (LM weights in {quantize})" if quantize else "") + "\n",
+             + (f" (LM weights in {quantize})" if quantize else "") + f"; tokenlm decoding: {decoding}\n",
              "| voices | utterances | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
     for g in ["all"] + sorted(k for k in groups if k != "all"):
         lines.append(f"| {g} | {scores[g]['n']} | " + " | ".join(f"{100 * scores[g][s]:.1f}%" for s in systems) + " |")
@@ -140,9 +145,10 @@ def reference_voice_for(voices: str) -> tuple[str, str] | None:
 
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
                  seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
-                 temperature: float = 0.7, top_k: int = 50) -> dict:
+                 temperature: float = 0.7, top_k: int = 50, asr_beam: int | None = None) -> dict:
     """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
-    (sampled with ``temperature`` and ``top_k``, as ``Speaker.speak``).
+    (sampled with ``temperature`` and ``top_k``, as ``Speaker.speak``; ``asr_beam``: our ASR's
+    decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``).
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
@@ -154,7 +160,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
 
     sp = Speaker(model)
     ps = Pocketsphinx()
-    tr = Transcriber(asr_model) if asr_model else None
+    tr = Transcriber(asr_model, beam=asr_beam) if asr_model else None
     if reference == "auto":
         reference = reference_voice_for(sp.lm.header.get("voices"))
     out_dir = Path(out_dir)
@@ -195,8 +201,13 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
               "temperature": temperature, "top_k": top_k, "threads": torch.get_num_threads(), "rows": rows}
+    heard = ""
+    if tr is not None:
+        result["asr_decoding"] = "greedy" if tr.beam is None else f"beam {tr.beam.beam}" + (
+            " + word LM" if tr.word_lm is not None else "")
+        heard = f"; our ASR decodes: {result['asr_decoding']}"
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
-             f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k})\n\n| speech | sentences | "
+             f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}{heard})\n\n| speech | sentences | "
              + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")

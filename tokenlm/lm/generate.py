@@ -133,6 +133,25 @@ class LMStreamer:
         u = torch.rand(logits.shape[0], device=logits.device, generator=self.generator)
         return sample_tokens(logits, params.temperature, params.top_k, params.top_p, u)
 
+    def reorder(self, index: torch.Tensor | Sequence[int]) -> None:
+        """Row ``i`` takes over the whole state (cache, position, previous tokens, liveness) of row
+        ``index[i]``: how a beam search keeps the hypotheses it extends."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        if idx.shape != (self.batch_size,):
+            raise ValueError(f"reorder needs {self.batch_size} row indices, got {tuple(idx.shape)}")
+        if bool((idx == self._rows).all()):
+            return
+        self.cache = [(ck.index_select(0, idx), cv.index_select(0, idx)) for ck, cv in self.cache]
+        self.slot_pos, self.pos = self.slot_pos.index_select(0, idx), self.pos.index_select(0, idx)
+        self.prev, self.live = self.prev.index_select(0, idx), self.live.index_select(0, idx)
+
+    def commit(self, tokens: torch.Tensor) -> None:
+        """End a frame whose tokens the caller chose itself (after :meth:`temporal_step` and the
+        depth transformer's logits): live rows take ``tokens [B, K]`` as the frame's and move on."""
+        tokens = tokens.to(self.device, torch.long)
+        self.prev = torch.where(self.live[:, None], tokens, self.prev)
+        self.pos = self.pos + self.live.long()
+
     # --- the step
     def _fused_weights(self):
         """The step's fused weights: the stream embeddings packed into one table and each block's
@@ -224,6 +243,5 @@ class LMStreamer:
                 logits_out.append(lg.float())
         if (out == UNGENERATED).any():
             raise ValueError("input-only streams need a token (or ZERO) at every frame, not UNGENERATED")
-        self.prev = torch.where(self.live[:, None], out, self.prev)
-        self.pos = self.pos + self.live.long()
+        self.commit(out)
         return (out, logits_out) if return_logits else out

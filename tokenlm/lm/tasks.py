@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import CodecError, TokenLMError
+from .beam import BeamSearch, BeamSettings, beam_transcribe, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
@@ -191,9 +192,17 @@ def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: f
 
 class Transcriber:
     def __init__(self, lm: LoadedLM | str = "asr", codec=None, device: str | torch.device = "cpu",
-                 quantize: str | None = None, constrain: bool = False):
+                 quantize: str | None = None, constrain: bool = False, beam: int | BeamSettings | None = None,
+                 word_lm=None):
         """``quantize="int8"``: weight-only int8 LM (faster single-session streaming on a CPU).
-        ``constrain``: a phone ASR writes only the words of its lexicon (:class:`LexiconConstraint`)."""
+        ``constrain``: a phone ASR writes only the words of its lexicon (:class:`LexiconConstraint`).
+
+        Offline decoding (:meth:`transcribe`, :meth:`transcribe_codes`) of a phone ASR is a beam
+        search with its lexicon and a word language model (:func:`~tokenlm.lm.beam.beam_transcribe`)
+        when it has one: ``word_lm`` is an ARPA file, an :class:`~tokenlm.lm.wordlm.NGramLM`, or None
+        for the checkpoint's own ``words.arpa.gz`` (False: none). ``beam``: its width (or the full
+        :class:`~tokenlm.lm.beam.BeamSettings`); 0 decodes greedily; None: the default width when
+        there is a language model, else greedy. Streaming sessions (:meth:`session`) are greedy."""
         self.lm = load_lm(lm, device, quantize) if not isinstance(lm, LoadedLM) else lm
         if self.lm.task != "asr":
             raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for speech recognition (asr)")
@@ -204,6 +213,34 @@ class Transcriber:
         self.delay = self.streams[0].delay
         self.frame_rate = self.codec.frame_rate
         self.constrain = constrain
+        self.word_lm = self._word_lm(word_lm)
+        if isinstance(beam, BeamSettings):
+            self.beam: BeamSettings | None = beam
+        elif beam is None:
+            self.beam = BeamSettings() if self.word_lm is not None else None
+        elif beam < 0:
+            raise TokenLMError(f"beam width must be >= 0, got {beam}")
+        else:
+            self.beam = BeamSettings(beam=beam) if beam > 0 else None
+        if self.beam is not None and not getattr(self.tokenizer, "lexicon", None):
+            raise TokenLMError("beam search needs a phone ASR (a tokenizer with a lexicon); this one writes "
+                               "sentencepiece pieces: use beam=0")
+        if self.beam is not None and constrain:
+            raise TokenLMError("constrained decoding is greedy: use beam=0 with constrain=True")
+
+    def _word_lm(self, word_lm):
+        from .wordlm import NGramLM
+
+        if word_lm is False or (isinstance(word_lm, str) and word_lm.lower() == "none"):
+            return None
+        if isinstance(word_lm, NGramLM):
+            return word_lm
+        path = word_lm if word_lm is not None else self.lm.word_lm_path
+        if path is None or not getattr(self.tokenizer, "lexicon", None):
+            if word_lm is not None:
+                raise TokenLMError("a word language model needs a phone ASR (a tokenizer with a lexicon)")
+            return None
+        return NGramLM.load(path)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """``wav [C, T]`` (codec rate) -> codes ``[Q, F]``."""
@@ -227,34 +264,74 @@ class Transcriber:
 
     @torch.no_grad()
     def transcribe_codes(self, codes: list[torch.Tensor], batch_size: int = 16) -> list[list[Word]]:
-        """Batched greedy transcription of ``codes [Q, F]`` items."""
+        """Batched transcription of ``codes [Q, F]`` items (beam search or greedy, see the class)."""
         out: list[list[Word]] = []
         for i in range(0, len(codes), batch_size):
             out += self._batch(codes[i: i + batch_size])
         return out
 
     def _batch(self, items: list[torch.Tensor]) -> list[list[Word]]:
+        if self.beam is not None:
+            return beam_transcribe(self.model, self.tokenizer, items, self.frame_rate, self.word_lm, self.beam)
         return greedy_transcribe(self.model, self.tokenizer, items, self.frame_rate, self.constrain)
 
-    def session(self) -> TranscriberSession:
-        """A streaming session: :meth:`TranscriberSession.push` audio, get final words back."""
-        return TranscriberSession(self)
+    def session(self, beam: bool = False) -> TranscriberSession:
+        """A streaming session: :meth:`TranscriberSession.push` audio, get final words back.
+        Greedy by default (the fastest); ``beam=True``: the Transcriber's beam search (its
+        settings, or the default width), each word written once every history agrees on it."""
+        settings = None
+        if beam:
+            if not getattr(self.tokenizer, "lexicon", None):
+                raise TokenLMError("beam search needs a phone ASR (a tokenizer with a lexicon)")
+            settings = self.beam or BeamSettings()
+        return TranscriberSession(self, settings)
 
 
 class TranscriberSession:
-    def __init__(self, tr: Transcriber):
+    def __init__(self, tr: Transcriber, beam: BeamSettings | None = None):
         self.tr = tr
-        self.st = LMStreamer(tr.model, 1)
+        self.beam = beam
+        self.st = LMStreamer(tr.model, beam.beam if beam else 1)
         self.st.start()
         self.dec = WordDecoder(tr.tokenizer, tr.frame_rate)
         self.lex = lexicon_constraint(tr.tokenizer, 1) if tr.constrain else None
+        if beam is not None:
+            s0 = tr.streams[0]
+            self.search = BeamSearch(lexicon_for(tr.tokenizer, tr.word_lm), beam, tr.tokenizer.vocab_size,
+                                     s0.pad_id, s0.epad_id)
+            self.emitted = 0
         self.t = 0
         self._buf = torch.zeros(tr.codec.channels, 0)
         self._ctx = tr.codec.streaming(1)
         self._ctx.__enter__()
         self.hop = tr.codec.hop_length
 
+    def _beam_frame(self, codes: torch.Tensor | None) -> list[Word]:
+        tr, w = self.tr, self.st.batch_size
+        frame = torch.full((w, len(tr.streams)), ZERO, dtype=torch.long)
+        if codes is not None:
+            frame[:, 1: 1 + tr.q] = codes
+        self.t += 1
+        if self.t <= tr.delay:
+            frame[:, 0] = tr.streams[0].pad_id
+            self.st.step(frame)
+            return []
+        h = self.st.temporal_step()
+        logp = tr.model.depth.incremental(0, h, None, self.st._depth_cache).float().log_softmax(-1)
+        top_v, top_i = (x.cpu().tolist() for x in logp.topk(min(self.beam.expand, logp.shape[-1]), dim=-1))
+        self.st.reorder(self.search.advance(top_v, top_i))
+        frame[:, 0] = torch.tensor(self.search.tokens())
+        self.st.commit(frame)
+        n = self.search.stable_words()  # words every history agrees on are final
+        if n <= self.emitted:
+            return []
+        out = self.search.words(n, tr.frame_rate)[self.emitted:]
+        self.emitted = n
+        return out
+
     def _frame(self, codes: torch.Tensor | None) -> list[Word]:
+        if self.beam is not None:
+            return self._beam_frame(codes)
         k = len(self.tr.streams)
         provided = torch.full((1, k), ZERO, dtype=torch.long)
         if codes is not None:
@@ -292,6 +369,8 @@ class TranscriberSession:
         for _ in range(self.tr.delay):
             out += self._frame(None)
         self._ctx.__exit__(None, None, None)
+        if self.beam is not None:
+            return out + self.search.words(None, self.tr.frame_rate, final=True)[self.emitted:]
         return out + self.dec.flush()
 
 
