@@ -11,7 +11,8 @@ one is missing, and the report says so) it measures, frame by frame as a live se
   of one frame, at batch 1;
 - the LM step alone for 16 sessions batched, and how many sessions that step keeps in real time;
 - ASR with the beam search (``Transcriber.session(beam=True)``: width 8, the model's word language
-  model) when the model ships one: the frame's cost beside the greedy step's.
+  model) when the model ships one: the frame's cost beside the greedy step's; and the server's ASR
+  engine (``tokenlm serve --asr-beam 8``) stepping ``--batch`` sessions, beside the greedy engine.
 
 With ``--int8`` every figure is also taken with the LM's weights in int8 (``tokenlm.lm.quantize``),
 in the same run, and the report gives the speed-up of the LM step.
@@ -120,7 +121,24 @@ def bench_beam(name: str, codec, args, quantize: str | None) -> dict:
     frame = iter(range(10**9))
     # frames cycle through the sample (its text keeps the search busy the way speech does)
     ms = median_ms(lambda: session._frame(codes[:, next(frame) % n]), args.frames)
-    return {"beam_width": tr.beam.beam, "beam_frame_ms": ms}
+    out = {"beam_width": tr.beam.beam, "beam_frame_ms": ms}
+    # the server's engine (tokenlm serve --asr-beam): every session steps each frame, codec encode
+    # included; the greedy engine on the same frames in the same run is the reference
+    from tokenlm.lm.realtime import load_engine
+
+    m = wav.shape[1] // codec.hop_length
+    pcm = wav[0, : m * codec.hop_length].reshape(m, codec.hop_length)
+    for key, kw in (("greedy", {}), ("beam", {"beam": tr.beam})):
+        eng = load_engine("asr", tr.lm, max_sessions=args.batch, **kw)
+        slots = [eng.open() for _ in range(args.batch)]
+        frames = iter(range(10**9))
+
+        def step(eng=eng, slots=slots, frames=frames):
+            i = next(frames)
+            eng.step({s: pcm[(i + 7 * s) % m] for s in slots})
+
+        out[f"engine_{key}_batch{args.batch}_ms"] = median_ms(step, max(20, args.frames // 4))
+    return out
 
 
 @torch.no_grad()
@@ -171,6 +189,11 @@ def main(argv=None) -> int:
             print(f"  beam search (width {r['beam_width']}, word LM): {r['beam_frame_ms']:.2f} ms per frame "
                   f"+ codec -> {x:.1f}x faster than real time ({r['beam_frame_ms'] / r['lm_step_ms']:.1f}x "
                   f"the greedy LM step)")
+            gk, bk = f"engine_greedy_batch{args.batch}_ms", f"engine_beam_batch{args.batch}_ms"
+            r[f"engine_beam_sessions_real_time_batch{args.batch}"] = round(args.batch * frame_ms / r[bk], 1)
+            print(f"  server engine, {args.batch} sessions, codec included: greedy {r[gk]:.2f} ms per step, "
+                  f"beam {r[bk]:.2f} ms ({r[bk] / r[gk]:.1f}x) -> "
+                  f"{r[f'engine_beam_sessions_real_time_batch{args.batch}']} sessions' worth of real time")
         if quantize:
             base = results[task]
             r["lm_step_speedup"] = round(base["lm_step_ms"] / r["lm_step_ms"], 2)

@@ -7,6 +7,7 @@
     tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH] [--beam N] [--lm ARPA|none]
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T]
     tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
+                  [--asr-beam N]
 
 A problem with the input prints one line, ``tokenlm: error: ...``, on stderr and exits 1;
 usage errors exit 2, Ctrl-C exits 130. An unexpected failure prints one line too; set
@@ -565,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sessions are live (see README)")
     p.add_argument("--compile", action="store_true", help="torch.compile the LM steps: for GPUs (compiling "
                    "takes tens of seconds at start-up)")
+    p.add_argument("--asr-beam", type=nonneg_int, default=0, metavar="N",
+                   help="live ASR with a beam search of width N (its lexicon and word language model): better "
+                   "words, later, N LM rows per session (default 0: greedy)")
     p.set_defaults(func=cmd_serve)
     return parser
 

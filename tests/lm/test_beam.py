@@ -74,6 +74,53 @@ def test_streaming_beam_session_writes_the_offline_words(asr):
     assert all(w.word in tr.tokenizer.lexicon for w in offline)
 
 
+def test_realtime_engine_beam_sessions_write_the_offline_words_whenever_they_step(asr, tmp_path):
+    """The server's ASR engine with a beam: two sessions that start and step at different times
+    (each idle while the other steps) both write the offline search's words."""
+    from tokenlm.lm.realtime import load_engine, toy_lm
+
+    tr, wav, codes = asr
+    settings = BeamSettings(beam=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        offline = Transcriber(tr.lm, codec=tr.codec, beam=settings, word_lm=tr.word_lm).transcribe_codes([codes])[0]
+        eng = load_engine("asr", tr.lm, max_sessions=3, beam=settings, word_lm=tr.word_lm)
+    assert eng.streamer.batch_size == 12 and eng.width == 4
+    hop = eng.hop_length
+    x = torch.nn.functional.pad(wav[0], (0, -wav.shape[1] % hop))  # the offline encoder pads the last frame
+    frames = list(x.split(hop))
+    assert codes.shape[1] == len(frames)
+    a = eng.open()
+    got = {"a": [], "b": []}
+    todo_a = list(frames)
+    for _ in range(25):  # a alone for a while
+        got["a"] += eng.step({a: todo_a.pop(0)})[a].words
+    b = eng.open()
+    for i, f in enumerate(frames):  # b at every step, a at every other one
+        inputs = {b: f}
+        if i % 2 and todo_a:
+            inputs[a] = todo_a.pop(0)
+        out = eng.step(inputs)
+        got["b"] += out[b].words
+        got["a"] += out[a].words if a in out else []
+    while todo_a:
+        got["a"] += eng.step({a: todo_a.pop(0)})[a].words
+    for s, key in ((a, "a"), (b, "b")):
+        for _ in range(eng.flush_frames):
+            got[key] += eng.step({s: None})[s].words
+        got[key] += eng.finish(s)
+    assert len(offline) >= 3
+    assert words(got["a"]) == words(offline) and words(got["b"]) == words(offline)
+    # a reopened slot starts a fresh search
+    eng.close(a)
+    c = eng.open()
+    assert c == a and eng.searches[c].frames == 0 and eng.emitted[c] == 0
+    with pytest.raises(TokenLMError, match=">= 0"):
+        load_engine("asr", tr.lm, beam=-1)
+    with pytest.raises(TokenLMError, match="sentencepiece"):
+        load_engine("asr", toy_lm("asr", tmp_path / "toy"), beam=4)
+
+
 def frame(tok, card, v=-0.1):
     """Top tokens of a frame: ``tok`` first, then everything else far behind."""
     return [v] + [-20.0] * (card + 1), [tok] + [t for t in range(card + 2) if t != tok]
@@ -136,5 +183,6 @@ def test_cli_decoding_options(tmp_path, capsys):
         assert cli(["transcribe", str(SAMPLE), *args]) == 1
         err = capsys.readouterr().err.strip()
         assert why in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    assert cli(["transcribe", str(SAMPLE), "--beam", "-1"]) == 2
-    assert "expected a whole number >= 0, got -1" in capsys.readouterr().err
+    for cmd in (["transcribe", str(SAMPLE), "--beam"], ["serve", "--asr-beam"]):
+        assert cli([*cmd, "-1"]) == 2
+        assert "expected a whole number >= 0, got -1" in capsys.readouterr().err

@@ -22,13 +22,10 @@ def sample_pcm() -> np.ndarray:
     return P.to_int16(wav[0].numpy())
 
 
-def test_asr_stream_matches_offline(real_engines):
-    """Streaming through the server gives exactly the words the same model gives offline."""
-    from tokenlm.lm.tasks import Transcriber
-
-    engine, kind = real_engines["asr"]
+def _asr_through_server(engine, offline_words):
+    """Stream the sample through the server; the words must be the offline ones, in order."""
     pcm = sample_pcm()
-    offline = [w.to_dict() for w in Transcriber(engine.lm, beam=0).transcribe(torch.from_numpy(P.to_float32(pcm))[None], 16000)]
+    offline = [w.to_dict() for w in offline_words(torch.from_numpy(P.to_float32(pcm))[None])]
     hop = engine.hop_length
 
     async def main():
@@ -48,6 +45,28 @@ def test_asr_stream_matches_offline(real_engines):
         assert got["start"] == pytest.approx(want["start"], abs=0.05)
     assert msgs[-1].data == {"event": "done", "frames": n}
     assert engine.live == []
+
+
+def test_asr_stream_matches_offline(real_engines):
+    """Streaming through the server gives exactly the words the same model gives offline."""
+    from tokenlm.lm.tasks import Transcriber
+
+    engine, _ = real_engines["asr"]
+    _asr_through_server(engine, lambda wav: Transcriber(engine.lm, beam=0).transcribe(wav, 16000))
+
+
+def test_asr_beam_stream_matches_offline_beam(real_engines):
+    """`tokenlm serve --asr-beam N`: the live words are the offline beam search's."""
+    from tokenlm.lm.tasks import Transcriber
+    from tokenlm.server.app import load_engines
+
+    engine, kind = real_engines["asr"]
+    if kind != "bundled" or not getattr(engine.tokenizer, "lexicon", None):
+        pytest.skip("needs the bundled phone ASR")
+    engines, _ = load_engines({"asr": None}, max_sessions=2, asr_beam=4)
+    beam = engines["asr"]
+    assert beam.width == 4 and beam.streamer.batch_size == 8
+    _asr_through_server(beam, lambda wav: Transcriber(beam.lm, beam=4).transcribe(wav, 16000))
 
 
 def test_duplex_audio_per_frame_and_disconnect(real_engines):

@@ -26,7 +26,7 @@ import torch
 from .generate import LMStreamer
 from .streams import ZERO
 
-__all__ = ["BeamSettings", "BeamSearch", "beam_transcribe", "lexicon_for"]
+__all__ = ["BeamSettings", "BeamSearch", "beam_frame", "beam_transcribe", "lexicon_for"]
 
 
 @dataclass(frozen=True)
@@ -222,15 +222,29 @@ def beam_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: flo
         h = st.temporal_step()
         logp = model.depth.incremental(0, h, None, st._depth_cache).float().log_softmax(-1)
         top_v, top_i = (x.cpu().tolist() for x in logp.topk(n_expand, dim=-1))
-        order = list(range(b * w))
-        for j, bs in enumerate(searches):
+        for j in range(b):
             if t - delay >= lengths[j]:
                 frame[j * w: (j + 1) * w, 0] = pad  # this item is done: its rows idle
-                continue
-            rows = slice(j * w, (j + 1) * w)
-            parents = bs.advance(top_v[rows], top_i[rows])
-            order[rows] = [j * w + p for p in parents]
-            frame[rows, 0] = torch.tensor(bs.tokens())
-        st.reorder(order)
-        st.commit(frame)
+        beam_frame(st, model, {j: bs for j, bs in enumerate(searches) if t - delay < lengths[j]}, frame, w,
+                   n_expand)
     return [bs.words(None, frame_rate, final=True) for bs in searches]
+
+
+def beam_frame(st: LMStreamer, model, searches: dict[int, BeamSearch], frame: torch.Tensor, width: int,
+               expand: int) -> None:
+    """One text frame of the searches over a streamer whose rows come in blocks of ``width`` (block
+    ``j``: rows ``j * width`` ..., one per history of ``searches[j]``): the temporal step over the
+    previous frame, the text stream's ``expand`` best tokens per row, each search's
+    :meth:`BeamSearch.advance`, the rows reordered to follow their histories and ``frame [rows, K]``
+    committed with each history's token in the text stream (rows outside ``searches`` keep the text
+    token ``frame`` gives them; only the streamer's live rows move)."""
+    h = st.temporal_step()
+    logp = model.depth.incremental(0, h, None, st._depth_cache).float().log_softmax(-1)
+    top_v, top_i = (x.cpu().tolist() for x in logp.topk(min(expand, logp.shape[-1]), dim=-1))
+    order = list(range(st.batch_size))
+    for j, bs in searches.items():
+        rows = slice(j * width, (j + 1) * width)
+        order[rows] = [j * width + p for p in bs.advance(top_v[rows], top_i[rows])]
+        frame[rows, 0] = torch.tensor(bs.tokens())
+    st.reorder(order)
+    st.commit(frame)

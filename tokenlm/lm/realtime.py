@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import TokenLMError
+from .beam import BeamSearch, BeamSettings, beam_frame, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
-from .tasks import Word, WordDecoder, load_codec_for
+from .tasks import Word, WordDecoder, load_codec_for, resolve_word_lm
 
 __all__ = ["SessionsFull", "FrameOut", "Engine", "ASREngine", "TTSEngine", "DuplexEngine", "load_engine",
            "MODES", "toy_lm"]
@@ -53,6 +54,7 @@ class Engine:
     """Base class: slots, the LM streamer, the codec's streaming state (see the module docstring)."""
 
     mode = ""
+    width = 1  # LM rows per session (an ASR beam search keeps one per history)
 
     def __init__(self, lm: LoadedLM | str, codec=None, max_sessions: int = 8, device: str = "cpu",
                  sampling: Sampling | list[Sampling] | None = None, seed: int = 0, quantize: str | None = None,
@@ -72,7 +74,7 @@ class Engine:
         self.hop_length = self.codec.hop_length
         self.max_sessions = max_sessions
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.streamer = LMStreamer(self.model, max_sessions, sampling=sampling or self.default_sampling(),
+        self.streamer = LMStreamer(self.model, max_sessions * self.width, sampling=sampling or self.default_sampling(),
                                    generator=self.generator, compile=compile)
         self._ctx = self.codec.streaming(max_sessions)
         self._ctx.__enter__()
@@ -94,7 +96,7 @@ class Engine:
         slot = free[0]
         self._open.add(slot)
         self.t[slot] = 0
-        self.streamer.start(slot)
+        self.streamer.start(self._lm_rows([slot]))
         mask = torch.zeros(self.max_sessions, dtype=torch.bool)
         mask[slot] = True
         self.codec.reset_streaming(mask)
@@ -104,7 +106,7 @@ class Engine:
     def close(self, slot: int) -> None:
         if slot in self._open:
             self._open.discard(slot)
-            self.streamer.stop(slot)
+            self.streamer.stop(self._lm_rows([slot]))
 
     def _reset(self, slot: int) -> None:
         pass
@@ -139,13 +141,21 @@ class Engine:
             wav = self.codec.decode(torch.stack([codes[r] for r in rows])[:, :, None].to(self.device))
         return {r: wav[i, 0].float().cpu() for i, r in enumerate(rows)}
 
-    def _lm_step(self, provided: torch.Tensor, rows: list[int], **kw) -> torch.Tensor:
-        """One LM step in which only ``rows`` advance."""
+    def _lm_rows(self, slots: list[int]) -> list[int]:
+        """The streamer's rows of these session slots."""
+        w = self.width
+        return [s * w + i for s in slots for i in range(w)]
+
+    def _lm_step(self, provided: torch.Tensor, rows: list[int], fn=None, **kw) -> torch.Tensor | None:
+        """One LM step in which only the sessions ``rows`` advance (``fn()`` instead of the
+        streamer's own step when given)."""
         st = self.streamer
         keep = st.live.clone()
         st.live = torch.zeros_like(keep)
-        st.live[rows] = True
+        st.live[self._lm_rows(rows)] = True
         try:
+            if fn is not None:
+                return fn()
             return st.step(provided, **kw).cpu()
         finally:
             st.live = keep
@@ -161,15 +171,42 @@ class Engine:
 
 
 class ASREngine(Engine):
+    """Greedy by default: one LM row per session, a word out as soon as its EPAD is written.
+    ``beam=N`` (or :class:`~tokenlm.lm.beam.BeamSettings`): a phone ASR's beam search with its
+    lexicon and word language model (``word_lm``: as for :class:`~tokenlm.lm.tasks.Transcriber`,
+    None for the checkpoint's own), ``N`` LM rows per session; a word comes out once every
+    history of its session agrees on it (later than greedy's, and better words)."""
+
     mode = "asr"
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, beam: int | BeamSettings | None = None, word_lm=None, **kw):
+        if isinstance(beam, bool) or not isinstance(beam, (int, BeamSettings, type(None))):
+            raise TokenLMError(f"beam must be a width or BeamSettings, got {beam!r}")
+        if isinstance(beam, int) and beam < 0:
+            raise TokenLMError(f"beam width must be >= 0, got {beam}")
+        self.settings = BeamSettings(beam=beam) if isinstance(beam, int) and beam > 0 else \
+            (beam if isinstance(beam, BeamSettings) else None)
+        self.width = max(1, self.settings.beam) if self.settings else 1
         super().__init__(*a, **kw)
         self.delay = self.streams[0].delay
         self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(self.max_sessions)]
+        self.word_lm = None
+        if self.settings is not None:
+            if not getattr(self.tokenizer, "lexicon", None):
+                raise TokenLMError("beam search needs a phone ASR (a tokenizer with a lexicon); this one writes "
+                                   "sentencepiece pieces: use beam=0")
+            self.word_lm = resolve_word_lm(self.lm, word_lm)
+            self.lexicon = lexicon_for(self.tokenizer, self.word_lm)
+            self.searches: list[BeamSearch | None] = [None] * self.max_sessions
+            self.emitted = [0] * self.max_sessions
 
     def _reset(self, slot):
         self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
+        if self.settings is not None:
+            s0 = self.streams[0]
+            self.searches[slot] = BeamSearch(self.lexicon, self.settings, self.tokenizer.vocab_size, s0.pad_id,
+                                             s0.epad_id)
+            self.emitted[slot] = 0
 
     @torch.no_grad()
     def step(self, inputs):
@@ -177,6 +214,8 @@ class ASREngine(Engine):
         if not rows:
             return {}
         codes = self._encode(inputs, rows)
+        if self.settings is not None:
+            return self._beam_step(rows, codes)
         provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
         provided[:, 0] = self.streams[0].pad_id
         for r in rows:
@@ -198,9 +237,33 @@ class ASREngine(Engine):
         """Frames without audio (``None`` inputs) that let the delayed text catch up at the end."""
         return self.delay
 
+    def _beam_step(self, rows: list[int], codes: dict[int, torch.Tensor]) -> dict[int, FrameOut]:
+        w, st = self.width, self.streamer
+        frame = torch.full((self.max_sessions * w, len(self.streams)), ZERO, dtype=torch.long)
+        frame[:, 0] = self.streams[0].pad_id  # the text of sessions still within the delay
+        for r, c in codes.items():
+            frame[r * w: (r + 1) * w, 1: 1 + self.q] = c
+        searching = {r: self.searches[r] for r in rows if self.t[r] >= self.delay}
+        self._lm_step(frame, rows, fn=lambda: beam_frame(st, self.model, searching, frame, w, self.settings.expand))
+        out = {}
+        for r in rows:
+            words = []
+            if r in searching:
+                n = searching[r].stable_words()  # the words every history agrees on are final
+                if n > self.emitted[r]:
+                    words = searching[r].words(n, self.frame_rate)[self.emitted[r]:]
+                    self.emitted[r] = n
+            out[r] = FrameOut(self.t[r], words)
+            self.t[r] += 1
+        return out
+
     def finish(self, slot: int) -> list[Word]:
-        """The last word, once the :attr:`flush_frames` frames have been stepped (batched with the
-        other sessions, so that one session ending does not stall them)."""
+        """The last word(s), once the :attr:`flush_frames` frames have been stepped (batched with
+        the other sessions, so that one session ending does not stall them)."""
+        if self.settings is not None:
+            out = self.searches[slot].words(None, self.frame_rate, final=True)[self.emitted[slot]:]
+            self.emitted[slot] += len(out)
+            return out
         return self.decoders[slot].flush()
 
     def flush(self, slot: int) -> list[Word]:

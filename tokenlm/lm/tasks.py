@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import CodecError, TokenLMError
-from .beam import BeamSearch, BeamSettings, beam_transcribe, lexicon_for
+from .beam import BeamSearch, BeamSettings, beam_frame, beam_transcribe, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
@@ -190,6 +190,24 @@ def greedy_transcribe(model, tokenizer, items: list[torch.Tensor], frame_rate: f
     return words
 
 
+def resolve_word_lm(lm: LoadedLM, word_lm=None):
+    """The word language model a phone ASR decodes with: ``word_lm`` an ARPA file or an
+    :class:`~tokenlm.lm.wordlm.NGramLM`; None for the checkpoint's own ``words.arpa.gz`` (or none
+    when it ships none); False or "none": none."""
+    from .wordlm import NGramLM
+
+    if word_lm is False or (isinstance(word_lm, str) and word_lm.lower() == "none"):
+        return None
+    if isinstance(word_lm, NGramLM):
+        return word_lm
+    path = word_lm if word_lm is not None else lm.word_lm_path
+    if path is None or not getattr(lm.tokenizer, "lexicon", None):
+        if word_lm is not None:
+            raise TokenLMError("a word language model needs a phone ASR (a tokenizer with a lexicon)")
+        return None
+    return NGramLM.load(path)
+
+
 class Transcriber:
     def __init__(self, lm: LoadedLM | str = "asr", codec=None, device: str | torch.device = "cpu",
                  quantize: str | None = None, constrain: bool = False, beam: int | BeamSettings | None = None,
@@ -213,7 +231,7 @@ class Transcriber:
         self.delay = self.streams[0].delay
         self.frame_rate = self.codec.frame_rate
         self.constrain = constrain
-        self.word_lm = self._word_lm(word_lm)
+        self.word_lm = resolve_word_lm(self.lm, word_lm)
         if isinstance(beam, BeamSettings):
             self.beam: BeamSettings | None = beam
         elif beam is None:
@@ -227,20 +245,6 @@ class Transcriber:
                                "sentencepiece pieces: use beam=0")
         if self.beam is not None and constrain:
             raise TokenLMError("constrained decoding is greedy: use beam=0 with constrain=True")
-
-    def _word_lm(self, word_lm):
-        from .wordlm import NGramLM
-
-        if word_lm is False or (isinstance(word_lm, str) and word_lm.lower() == "none"):
-            return None
-        if isinstance(word_lm, NGramLM):
-            return word_lm
-        path = word_lm if word_lm is not None else self.lm.word_lm_path
-        if path is None or not getattr(self.tokenizer, "lexicon", None):
-            if word_lm is not None:
-                raise TokenLMError("a word language model needs a phone ASR (a tokenizer with a lexicon)")
-            return None
-        return NGramLM.load(path)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """``wav [C, T]`` (codec rate) -> codes ``[Q, F]``."""
@@ -316,12 +320,7 @@ class TranscriberSession:
             frame[:, 0] = tr.streams[0].pad_id
             self.st.step(frame)
             return []
-        h = self.st.temporal_step()
-        logp = tr.model.depth.incremental(0, h, None, self.st._depth_cache).float().log_softmax(-1)
-        top_v, top_i = (x.cpu().tolist() for x in logp.topk(min(self.beam.expand, logp.shape[-1]), dim=-1))
-        self.st.reorder(self.search.advance(top_v, top_i))
-        frame[:, 0] = torch.tensor(self.search.tokens())
-        self.st.commit(frame)
+        beam_frame(self.st, tr.model, {0: self.search}, frame, w, self.beam.expand)
         n = self.search.stable_words()  # words every history agrees on are final
         if n <= self.emitted:
             return []

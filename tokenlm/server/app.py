@@ -180,6 +180,7 @@ class ModeWorker:
             "mean_batch": round(self.frames / self.steps, 3) if self.steps else 0.0,
             "mean_step_ms": round(1000 * self.step_seconds / self.steps, 3) if self.steps else 0.0,
             "step_seconds": round(self.step_seconds, 6),
+            "lm_rows_per_session": int(getattr(e, "width", 1)),
         }
 
     # ---- audio in ----
@@ -550,11 +551,12 @@ def create_app(engines: dict, unavailable: dict[str, str] | None = None, frame_w
 
 def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: str = "cpu",
                  warmup: bool = True, quantize: str | None = None,
-                 compile: bool = False) -> tuple[dict, dict[str, str]]:
+                 compile: bool = False, asr_beam: int = 0) -> tuple[dict, dict[str, str]]:
     """Engines for each mode in ``models`` (mode -> model, None for the bundled default, "none" to
     switch the mode off). A bundled default that is missing makes that mode unavailable; a model the
     user named that fails to load is an error. ``quantize="int8"``: int8 LM weights; ``compile``: the LM
-    steps through torch.compile (for GPUs; the warm-up step pays for the compilation)."""
+    steps through torch.compile (for GPUs; the warm-up step pays for the compilation); ``asr_beam``:
+    the ASR's beam width (0: greedy; see :class:`~tokenlm.lm.realtime.ASREngine`)."""
     from tokenlm.lm.realtime import load_engine
 
     engines, unavailable = {}, {}
@@ -566,8 +568,9 @@ def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: s
             unavailable[mode] = "switched off"
             continue
         try:
+            extra = {"beam": asr_beam} if mode == "asr" and asr_beam else {}
             engine = load_engine(mode, lm=model, max_sessions=max_sessions, device=device, quantize=quantize,
-                                 compile=compile)
+                                 compile=compile, **extra)
         except TokenLMError as e:
             if model is not None:
                 raise TokenLMError(f"--{mode} {model}: {e}") from None
@@ -672,7 +675,8 @@ def serve_command(args) -> int:
     try:
         engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device,
                                             quantize="int8" if getattr(args, "int8", False) else None,
-                                            compile=getattr(args, "compile", False))
+                                            compile=getattr(args, "compile", False),
+                                            asr_beam=getattr(args, "asr_beam", 0))
         run_server(engines, unavailable, args.host, args.port)
     finally:
         log.removeHandler(handler)
