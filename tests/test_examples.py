@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_codec_roundtrip_example(tmp_path):
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "codec_roundtrip.py"), "--codec", "tiny", "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "UNTRAINED" in r.stdout and "kbps" in r.stdout and "STOI" in r.stdout
@@ -22,7 +22,7 @@ def test_asr_tts_example(tmp_path):
 
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "asr_tts.py"), "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     if "asr" in bundled_models():
@@ -40,7 +40,7 @@ def test_duplex_example(tmp_path):
 
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "duplex_demo.py"), "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     if "duplex" in bundled_models():
