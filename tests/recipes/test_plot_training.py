@@ -34,3 +34,20 @@ def test_plot_writes_png_of_an_lm_run(tmp_path):
     png = (tmp_path / "training.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert plot_training.main([str(tmp_path / "missing")]) == 1
+
+
+def test_phases_follow_one_another(tmp_path):
+    a, b = tmp_path / "ph1", tmp_path / "ph2"
+    for run, steps in ((a, range(10, 101, 10)), (b, range(10, 51, 10))):
+        run.mkdir()
+        rows = [{"step": s, "loss": 1.0 / s} for s in steps] + [{"step": steps[-1], "valid_loss": 0.5}]
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, valid, starts = plot_training.read_phases([a, b], first_step=1000)
+    assert [r["step"] for r in train] == [1000 + s for s in range(10, 101, 10)] + [1100 + s for s in range(10, 51, 10)]
+    assert [r["step"] for r in valid] == [1100, 1150] and starts == [(1000, "ph1"), (1100, "ph2")]
+    out = tmp_path / "both.png"
+    assert plot_training.main([str(a), str(b), "--first-step", "1000", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_training.main([str(a), str(tmp_path / "missing")]) == 1
+    (b / "log.jsonl").write_text("{not json\n")
+    assert plot_training.main([str(a), str(b)]) == 1
