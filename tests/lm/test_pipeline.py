@@ -410,6 +410,9 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     table = (tmp_path / "eval" / "tts_eval.md").read_text()
     assert "temperature 0.7, top-k 50" in table
     assert "| the model | 2 |" in table and "| reference: flite kal16 through the codec (4 codebooks) | 2 |" in table
+    raw = res["reference_without_codec"]  # the judges' share alone: the same flite audio before the codec
+    assert raw["sentences"] == 2 and [r["text"] for r in raw["rows"]] == ["two cats", "three dogs"]
+    assert 0 <= raw["wer"]["pocketsphinx"] < 5 and "| the same voice without the codec | 2 |" in table
     assert (tmp_path / "eval" / "tts_samples" / "sample_0.wav").exists()
     assert (tmp_path / "eval" / "tts_samples" / "sample_0_reference.wav").exists()
     assert (tmp_path / "eval" / "tts_spectrograms.png").read_bytes()[:4] == b"\x89PNG"

@@ -152,7 +152,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
-    score: the judges' and the codec's share of the WER); ``"auto"`` finds it from the model's
+    score: the judges' and the codec's share of the WER), and once more without the codec (the
+    judges' share alone); ``"auto"`` finds it from the model's
     training voices when there is exactly one; None skips it."""
     from ..audio import save_audio as write_audio
     from .duplex import _speak
@@ -172,7 +173,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
             row["tokenlm_asr"] = " ".join(w.word for w in tr.transcribe(wav, sp.codec.sample_rate))
         return row
 
-    rows, ref_rows, t_gen, audio_s = [], [], 0.0, 0.0
+    rows, ref_rows, raw_rows, t_gen, audio_s = [], [], [], 0.0, 0.0
     shown: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # for the spectrogram figure
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
@@ -189,6 +190,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
             except TokenLMError:  # the engine's words do not line up with the text: skip it
                 ref = None
         if ref is not None:
+            raw_rows.append({"text": text, **judge(ref[None])})
             with torch.no_grad():
                 codes = sp.codec.encode(ref[None, None].to(sp.device), num_codebooks=sp.q)
                 ref = sp.codec.decode(codes)[0].cpu()
@@ -213,13 +215,18 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")
     if ref_rows:
         ref_scores = {j: round(wer([r["text"] for r in ref_rows], [r[j] for r in ref_rows]), 4) for j in judges}
+        raw_scores = {j: round(wer([r["text"] for r in raw_rows], [r[j] for r in raw_rows]), 4) for j in judges}
         name = f"{reference[0]} {reference[1]} through the codec ({sp.q} codebooks)"
         result["reference"] = {"voice": list(reference), "sentences": len(ref_rows), "wer": ref_scores,
                                "rows": ref_rows}
-        table += (f"| reference: {name} | {len(ref_rows)} | "
-                  + " | ".join(f"{100 * ref_scores[j]:.1f}%" for j in judges) + " |\n")
+        result["reference_without_codec"] = {"voice": list(reference), "sentences": len(raw_rows),
+                                             "wer": raw_scores, "rows": raw_rows}
+        for label, sc in ((f"reference: {name}", ref_scores),
+                          ("the same voice without the codec", raw_scores)):
+            table += f"| {label} | {len(ref_rows)} | " + " | ".join(f"{100 * sc[j]:.1f}%" for j in judges) + " |\n"
         table += ("\nThe reference row is the voice the model imitates, speaking the same sentences through the "
-                  "same codec: the WER a perfect model would get from these judges.\n")
+                  "same codec: the WER a perfect model would get from these judges. The row below it is that "
+                  "voice as it comes from the engine: the difference is the codec's share.\n")
     _write(out_dir, "tts_eval", result, table)
     if shown:
         spectrograms(shown, sp.codec.sample_rate, out_dir / "tts_spectrograms.png",
