@@ -50,9 +50,12 @@ class Pocketsphinx:
         self.decoder = Decoder(samprate=16000, loglevel="FATAL")
 
     def transcribe(self, wav: torch.Tensor) -> str:
-        """``wav [T]`` or ``[1, T]`` float at 16 kHz."""
+        """``wav [T]`` or ``[1, T]`` float at 16 kHz; the transcript does not depend on earlier calls."""
         pcm = (wav.reshape(-1).clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
         d = self.decoder
+        # a fresh feature front end: live cepstral mean normalisation (and the noise estimate) would
+        # otherwise carry over from the previous file, making a file's transcript depend on what was heard before
+        d.reinit_feat()
         d.start_utt()
         d.process_raw(pcm, full_utt=True)
         d.end_utt()
