@@ -356,6 +356,53 @@ def test_an_lm_refuses_a_codec_with_other_tokens(asr_run):
         Transcriber(str(asr_run / "model"), codec=other)
 
 
+def test_an_lm_ships_its_own_codec_with_its_codes(asr_run, tmp_path):
+    """export_lm.py --codec: a codec with the model's codes (the decoder fine-tuned on its voice)
+    goes into the checkpoint as codec/ and is what the model decodes with; other codes are refused."""
+    import warnings
+
+    import tokenlm.codecs as tc
+    from tokenlm.lm.checkpoint import load_lm
+    from tokenlm.lm.tasks import Transcriber, load_codec_for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        voiced = tc.load("tiny")
+    with torch.no_grad():  # a changed decoder keeps the codes
+        for w in voiced.decoder.parameters():
+            w.add_(0.01)
+    voiced.trained = True
+    tc.save_codec(voiced, tmp_path / "voiced")
+    assert load_lm(asr_run / "model").codec_path is None
+    r = run("export_lm.py", asr_run / "model", tmp_path / "shipped", "--codec", tmp_path / "voiced")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lm = load_lm(tmp_path / "shipped")
+    assert lm.codec_path == tmp_path / "shipped" / "codec"
+    own = load_codec_for(lm)
+    assert own.token_fingerprint == voiced.token_fingerprint
+    for a, b in zip(own.decoder.parameters(), voiced.decoder.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-2)  # float16 on disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = tc.load("tiny")
+    assert Transcriber(str(tmp_path / "shipped"), codec=plain).codec is plain  # an explicit codec wins
+    # exported again without --codec: the source's own codec comes along
+    r = run("export_lm.py", tmp_path / "shipped", tmp_path / "again")
+    assert r.returncode == 0 and (tmp_path / "again" / "codec" / "model.safetensors").is_file(), r.stderr[-2000:]
+
+    with torch.no_grad():  # other codes: refused at export, one line, nothing written
+        voiced.encoder.convs[0].conv.weight.add_(0.01)
+    tc.save_codec(voiced, tmp_path / "other")
+    r = run("export_lm.py", asr_run / "model", tmp_path / "refused", "--codec", tmp_path / "other")
+    assert r.returncode == 1 and "--decoder-only" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "refused" / "codec").exists()
+    # and at load time, should a checkpoint's codec/ folder not fit
+    tc.save_codec(voiced, tmp_path / "shipped" / "codec", inference_only=True)
+    with pytest.raises(CodecError, match="meaningless") as e:
+        Transcriber(str(tmp_path / "shipped"))
+    assert str(e.value).startswith(f"{tmp_path / 'shipped' / 'codec'}: ")
+
+
 def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     common = ("--steps", "6", "--save-every", "2", "--audio-delay", "2", "--codec-features")

@@ -1,6 +1,7 @@
 """LM checkpoints: a folder with ``model.safetensors`` (config in its metadata), ``config.json`` and
-``tokenizer.model``, and for an ASR optionally ``words.arpa.gz`` (the word language model its beam
-search uses, :mod:`tokenlm.lm.wordlm`)::
+``tokenizer.model``, and optionally ``words.arpa.gz`` (an ASR's word language model, which its beam
+search uses, :mod:`tokenlm.lm.wordlm`) and ``codec/`` (a TTS's own codec: the codec it was trained on
+with the decoder fine-tuned on its voice; same encoder and codebooks, so the same codes)::
 
     {"format": "tokenlm-lm", "version": 1, "task": "asr", "config": {...LMConfig...},
      "codec": {"name": "default", "fingerprint": "...", "num_codebooks": 8},
@@ -24,11 +25,13 @@ from ..fileio import atomic_write
 from .model import LMConfig, TokenLM
 from .tokenizer import PhoneTokenizer, TextTokenizer, load_tokenizer
 
-__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "WORD_LM", "bundled_models", "InterimModelWarning"]
+__all__ = ["save_lm", "load_lm", "LoadedLM", "PRETRAINED_DIR", "WORD_LM", "VOICE_CODEC", "bundled_models",
+           "InterimModelWarning"]
 
 FORMAT, VERSION = "tokenlm-lm", 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.model"
 WORD_LM = "words.arpa.gz"
+VOICE_CODEC = "codec"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
@@ -48,6 +51,12 @@ class LoadedLM:
         """The checkpoint's word language model (``words.arpa.gz``), if it ships one."""
         p = self.folder / WORD_LM if self.folder is not None else None
         return p if p is not None and p.is_file() else None
+
+    @property
+    def codec_path(self) -> Path | None:
+        """The checkpoint's own codec folder (``codec/``: a decoder adapted to its voice), if it ships one."""
+        p = self.folder / VOICE_CODEC if self.folder is not None else None
+        return p if p is not None and (p / WEIGHTS).is_file() else None
 
     @property
     def task(self) -> str:

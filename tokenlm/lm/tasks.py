@@ -34,15 +34,19 @@ class Word:
 
 
 def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
-    """The codec an LM was trained on (by name; by token fingerprint among the bundled codecs when
-    that name now means another codec), checked by token fingerprint (a codec with a retrained
-    decoder but the same encoder and codebooks is fine)."""
+    """The codec an LM was trained on, checked by token fingerprint (a codec with a retrained
+    decoder but the same encoder and codebooks is fine): the checkpoint's own (``codec/`` in its
+    folder: the decoder fine-tuned on a TTS's voice) if it ships one, else the codec it names (by
+    token fingerprint among the bundled codecs when that name now means another codec)."""
     import warnings
 
     import tokenlm.codecs as tc
 
     info = lm.codec_info
-    if codec is None:
+    own = getattr(lm, "codec_path", None) if codec is None else None
+    if own is not None:
+        codec = tc.load(own)
+    elif codec is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             codec = tc.load(info.get("name", "default"))
@@ -51,7 +55,8 @@ def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
                 other = tc.bundled_for_tokens(info["fingerprint"])
                 codec = tc.load(other) if other else codec
     if info.get("fingerprint") and codec.token_fingerprint != info["fingerprint"]:
-        raise CodecError(f"this LM was trained on the tokens of codec {info['fingerprint']} ({info.get('name')}), "
+        where = f"{own}: " if own is not None else ""
+        raise CodecError(f"{where}this LM was trained on the tokens of codec {info['fingerprint']} ({info.get('name')}), "
                          f"not on those of {codec.token_fingerprint}: its tokens would be meaningless")
     return codec.to(device).eval()
 
