@@ -19,6 +19,9 @@ def test_wheel_contains_and_imports_the_mapped_packages(tmp_path):
     assert "tokenlm/codecs/__init__.py" in names
     assert "tokenlm/kernels/__init__.py" in names
     assert "tokenlm/codecs/pretrained/default/model.safetensors" in names, "bundled codec weights missing"
+    shipped = [p.relative_to(ROOT / "tokenlm").as_posix() for p in (ROOT / "tokenlm" / "lm" / "pretrained").rglob("*")
+               if p.is_file()]
+    assert shipped and all(f"tokenlm/{p}" in names for p in shipped), "bundled LM files missing"  # codec/ too
     assert not any(n.startswith(("codecs/", "kernels/")) for n in names), "bare codecs/kernels would shadow stdlib"
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
