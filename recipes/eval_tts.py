@@ -24,12 +24,17 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7, as "
                    "'tokenlm speak')")
     p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest codes (default 50)")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="speak each sentence N times and keep the take our ASR hears best (as 'tokenlm speak "
+                        "--candidates'); our ASR's column is then not an independent judge")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1). Sampling is bitwise reproducible from --seed for a given "
                         "thread count; another count changes the float sums and so some sampled tokens")
     args = p.parse_args(argv)
     if args.temperature < 0 or args.top_k < 0:
         p.error("--temperature and --top-k must be >= 0")
+    if args.candidates < 1:
+        p.error("--candidates must be >= 1")
     import torch
 
     from tokenlm.data.manifest import read_manifest
@@ -43,7 +48,8 @@ def main(argv=None) -> int:
             seen.add(e["text"])
             sentences.append(e["text"])
     evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed,
-                 temperature=args.temperature, top_k=args.top_k, asr_beam=args.asr_beam)
+                 temperature=args.temperature, top_k=args.top_k, asr_beam=args.asr_beam,
+                 candidates=args.candidates)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

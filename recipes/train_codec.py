@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--decoder-only", action="store_true",
                    help="fine-tune only the decoder of --init-from: the encoder and codebooks stay frozen, so "
                         "codes, token files and token LMs made with that codec stay valid")
+    m.add_argument("--decoder-codebooks", type=int, metavar="N",
+                   help="with --decoder-only: decode from the first N codebooks at every step (the number a "
+                        "token LM generates), not a random number of them half of the time")
     m.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a RVQCodecConfig field, e.g. --set codebook_dim=64 (repeatable); with --init-from "
                         "only the decoder_* fields (a new, larger decoder on the same codes)")
@@ -294,6 +297,10 @@ def main(argv=None) -> int:
                   file=sys.stderr)
     elif init is not None:
         codec.load_state_dict(init.state_dict())
+    if args.decoder_codebooks is not None and not (args.decoder_only and 1 <= args.decoder_codebooks
+                                                   <= cfg.num_codebooks):
+        raise TokenLMError(f"--decoder-codebooks goes with --decoder-only and counts 1..{cfg.num_codebooks} "
+                           f"codebooks, got {args.decoder_codebooks}")
     if args.decoder_only:
         if init is None and resume_from is None:
             raise TokenLMError("--decoder-only fine-tunes a trained codec: pass --init-from")
@@ -365,13 +372,15 @@ def main(argv=None) -> int:
             break
         wav = batch["wav"].to(accelerator.device)
         frozen = None
-        if args.decoder_only:  # quantizer dropout, favouring the full bitrate
+        if args.decoder_codebooks:  # the decoder tuned for one bitrate
+            frozen = args.decoder_codebooks
+        elif args.decoder_only:  # quantizer dropout, favouring the full bitrate
             q = cfg.num_codebooks
             frozen = q if torch.rand(()) < 0.5 else int(torch.randint(1, q + 1, ()))
         with accelerator.autocast():
             out = codec(wav, frozen_codes=frozen) if frozen else codec(wav)
         rec = out.wav.float()
-        metrics = {}
+        metrics = {"codebooks": frozen} if frozen else {}
         adv_on = use_adv and step >= args.adv_start
         if adv_on:  # discriminator step: real and detached decoded audio in one forward (one DDP pass)
             logits, _ = disc(torch.cat([wav, rec.detach()]))

@@ -1,8 +1,13 @@
 """Speaker.speak's frame bookkeeping, with the LM's sampling replaced by a scripted streamer."""
 
+from types import SimpleNamespace
+
+import pytest
 import torch
 
 import tokenlm.lm.tasks as tasks
+from tokenlm.errors import TokenLMError
+from tokenlm.lm.evaluation import wer
 from tokenlm.lm.streams import UNGENERATED
 
 
@@ -35,3 +40,74 @@ def test_speak_cut_by_the_length_limit_right_after_the_last_word(monkeypatch):
         wav = sp.speak("cat", max_seconds=seconds)
         assert wav.dim() == 2 and wav.shape[-1] % hop == 0 and wav.shape[-1] >= hop
         assert torch.isfinite(wav).all()
+
+
+class ScriptedJudge:
+    """Hears the i-th take as ``heard[i]``; reads codes when it shares the TTS's codec, else audio."""
+
+    def __init__(self, codec_info, heard, q=8):
+        self.lm = SimpleNamespace(codec_info=codec_info)
+        self.q, self.heard, self.inputs = q, heard, []
+
+    def _words(self, i):
+        return [tasks.Word(w, 0.0, 0.0) for w in self.heard[i].split()]
+
+    def transcribe_codes(self, codes):
+        self.inputs += codes
+        return [self._words(i) for i in range(len(codes))]
+
+    def transcribe(self, wav, sample_rate):
+        self.inputs.append(wav)
+        return self._words(len(self.inputs) - 1)
+
+
+def test_candidates_keep_the_take_the_judge_hears_best_first_on_a_tie():
+    sp = tasks.Speaker("tts")
+    for heard, best in ((["a cat", "cat", "the cat sat"], 1), (["dog", "cat", "cat"], 1), (["cat", "cat"], 0)):
+        sp._judge = judge = ScriptedJudge(sp.lm.codec_info, heard)
+        takes = sp.takes("cat", len(heard), seed=3, max_seconds=1.0)
+        assert [t.heard for t in takes] == heard
+        assert [t.errors for t in takes] == [wer(["cat"], [h]) for h in heard]
+        assert all(t.codes.shape[0] == sp.q for t in takes)
+        # the judge read the sampled codes themselves (same codec): no decode and re-encode
+        assert len(judge.inputs) == len(heard) and all(torch.equal(a, t.codes) for a, t in zip(judge.inputs, takes))
+        wav = sp.speak("cat", candidates=len(heard), seed=3, max_seconds=1.0)
+        assert torch.equal(wav, sp._decode(takes[best].codes))  # the same batch, the same seed: the same takes
+    assert not torch.equal(takes[0].codes, takes[1].codes)  # the takes are different samples
+
+
+def test_a_judge_on_another_codec_hears_the_decoded_audio():
+    sp = tasks.Speaker("tts")
+    sp._judge = judge = ScriptedJudge({"fingerprint": "another codec"}, ["cat", "hat"])
+    takes = sp.takes("cat", 2, seed=0, max_seconds=1.0)
+    assert [t.errors for t in takes] == [0.0, 1.0]
+    assert [w.shape for w in judge.inputs] == [sp._decode(t.codes).shape for t in takes]
+
+
+def test_candidates_below_one_is_an_error():
+    sp = tasks.Speaker("tts", judge="no such model: never loaded")
+    with pytest.raises(TokenLMError, match="candidates must be >= 1"):
+        sp.speak("cat", candidates=0)
+
+
+def test_the_bundled_asr_judges_real_takes():
+    sp = tasks.Speaker("tts")
+    takes = sp.takes("the cat sat on the mat", 2, seed=0)
+    assert sp.judge.lm.task == "asr"
+    for t in takes:
+        assert t.errors == wer(["the cat sat on the mat"], [t.heard]) and t.errors < 1.0
+
+
+def test_cli_speak_candidates(tmp_path, capsys):
+    import soundfile as sf
+
+    from tokenlm.cli import main as cli
+
+    out = tmp_path / "best.wav"
+    assert cli(["speak", "The cat sat.", "-o", str(out), "--candidates", "2"]) == 0
+    assert sf.info(str(out)).frames > 0
+    capsys.readouterr()
+    assert cli(["speak", "The cat sat.", "-o", str(tmp_path / "x.wav"), "--candidates", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "tokenlm: error: --candidates must be >= 1, got 0"
+    assert not (tmp_path / "x.wav").exists()

@@ -91,10 +91,13 @@ def test_three_steps_then_the_model_loads(corpus, tmp_path):
     # --decoder-only moves the decoder alone: the codes keep their meaning (same token fingerprint)
     r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "dec", "--steps", "2", "--save-every", "2",
                                                 "--init-from", str(small), "--adv-weight", "0", "--decoder-only",
-                                                "--stft-weight", "1")])
+                                                "--stft-weight", "1", "--decoder-codebooks", "3")])
     assert r.returncode == 0, r.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "dec" / "log.jsonl").read_text().splitlines()]
-    assert all(x["stft"] > 0 for x in log if "loss" in x)
+    assert all(x["stft"] > 0 and x["codebooks"] == 3 for x in log if "loss" in x)  # every step at 3 codebooks
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "dec5", "--steps", "2", "--init-from", str(small),
+                                                "--decoder-only", "--decoder-codebooks", "5")])
+    assert r.returncode != 0 and "counts 1..4 codebooks, got 5" in r.stderr and "Traceback" not in r.stderr
     dec = tc.load(tmp_path / "dec" / "model")
     base = tc.load(small)
     moved = {k.split(".")[0] for k, v in dec.state_dict().items()

@@ -148,10 +148,13 @@ def reference_voice_for(voices: str) -> tuple[str, str] | None:
 
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
                  seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
-                 temperature: float = 0.7, top_k: int = 50, asr_beam: int | None = None) -> dict:
+                 temperature: float = 0.7, top_k: int = 50, asr_beam: int | None = None,
+                 candidates: int = 1) -> dict:
     """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
     (sampled with ``temperature`` and ``top_k``, as ``Speaker.speak``; ``asr_beam``: our ASR's
-    decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``).
+    decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``). ``candidates`` > 1:
+    each sentence is the best of that many takes as our ASR hears them (``Speaker.speak``), so
+    our ASR's column is then no longer an independent judge; pocketsphinx's still is.
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
@@ -162,9 +165,9 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     from .duplex import _speak
     from .tasks import Speaker, Transcriber
 
-    sp = Speaker(model)
     ps = Pocketsphinx()
     tr = Transcriber(asr_model, beam=asr_beam) if asr_model else None
+    sp = Speaker(model, judge=tr if tr is not None else "asr")
     if reference == "auto":
         reference = reference_voice_for(sp.lm.header.get("voices"))
     out_dir = Path(out_dir)
@@ -180,7 +183,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     shown: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # for the spectrogram figure
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
-        wav = sp.speak(text, seed=seed + i, temperature=temperature, top_k=top_k)
+        wav = sp.speak(text, seed=seed + i, temperature=temperature, top_k=top_k, candidates=candidates)
         t_gen += time.perf_counter() - t0
         audio_s += wav.shape[-1] / sp.codec.sample_rate
         rows.append({"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2), **judge(wav)})
@@ -205,12 +208,15 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
-              "temperature": temperature, "top_k": top_k, "threads": torch.get_num_threads(), "rows": rows}
+              "temperature": temperature, "top_k": top_k, "candidates": candidates,
+              "threads": torch.get_num_threads(), "rows": rows}
     heard = ""
     if tr is not None:
         result["asr_decoding"] = "greedy" if tr.beam is None else f"beam {tr.beam.beam}" + (
             " + word LM" if tr.word_lm is not None else "")
         heard = f"; our ASR decodes: {result['asr_decoding']}"
+    if candidates > 1:
+        heard += f"; each the best of {candidates} takes as our ASR hears them (its column is not independent)"
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
              f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}{heard})\n\n| speech | sentences | "
              + " | ".join(judges) + " |\n|---|---|"

@@ -33,6 +33,16 @@ class Word:
         return asdict(self)
 
 
+@dataclass
+class Take:
+    """One sampled take of a sentence (:meth:`Speaker.takes`): its codes ``[Q, F]``, what the
+    judge ASR heard, and that transcript's word error rate against the text."""
+
+    codes: torch.Tensor
+    heard: str
+    errors: float
+
+
 def load_codec_for(lm: LoadedLM, codec=None, device="cpu"):
     """The codec an LM was trained on, checked by token fingerprint (a codec with a retrained
     decoder but the same encoder and codebooks is fine): the checkpoint's own (``codec/`` in its
@@ -380,9 +390,12 @@ class TranscriberSession:
 
 class Speaker:
     def __init__(self, lm: LoadedLM | str = "tts", codec=None, device: str | torch.device = "cpu",
-                 quantize: str | None = None):
-        """``quantize="int8"``: weight-only int8 LM (see :mod:`tokenlm.lm.quantize`)."""
+                 quantize: str | None = None, judge: Transcriber | LoadedLM | str = "asr"):
+        """``quantize="int8"``: weight-only int8 LM (see :mod:`tokenlm.lm.quantize`).
+        ``judge``: the ASR that picks the best of several takes (``speak(..., candidates=N)``),
+        loaded on first use; a Transcriber, a checkpoint or a bundled name."""
         self.lm = load_lm(lm, device, quantize) if not isinstance(lm, LoadedLM) else lm
+        self._judge = judge
         if self.lm.task != "tts":
             raise TokenLMError(f"this LM was trained for '{self.lm.task}', not for speech synthesis (tts)")
         self.model, self.tokenizer, self.device = self.lm.model, self.lm.tokenizer, torch.device(device)
@@ -397,14 +410,59 @@ class Speaker:
 
     @torch.no_grad()
     def speak(self, text: str, *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
-              max_seconds: float | None = None) -> torch.Tensor:
-        """Speech for ``text`` as ``[C, T]`` at the codec's sample rate."""
-        return self.speak_batch([text], temperature=temperature, top_k=top_k, seed=seed,
-                                max_seconds=max_seconds)[0]
+              max_seconds: float | None = None, candidates: int = 1) -> torch.Tensor:
+        """Speech for ``text`` as ``[C, T]`` at the codec's sample rate. ``candidates`` > 1
+        samples that many takes in one batch and keeps the one the judge ASR hears closest to
+        ``text`` (fewest word errors; the first on a tie): :meth:`takes`."""
+        if candidates == 1:
+            return self.speak_batch([text], temperature=temperature, top_k=top_k, seed=seed,
+                                    max_seconds=max_seconds)[0]
+        best = min(self.takes(text, candidates, temperature=temperature, top_k=top_k, seed=seed,
+                              max_seconds=max_seconds), key=lambda t: t.errors)
+        return self._decode(best.codes)
+
+    @torch.no_grad()
+    def takes(self, text: str, n: int, *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+              max_seconds: float | None = None) -> list[Take]:
+        """``n`` sampled takes of ``text`` (one batch), each with what the judge ASR heard and its
+        word error rate against ``text``, in sampling order."""
+        if n < 1:
+            raise TokenLMError(f"candidates must be >= 1, got {n}")
+        codes = self._sample([text] * n, temperature, top_k, seed, max_seconds)
+        judge = self.judge
+        same_codes = (judge.lm.codec_info.get("fingerprint") == self.lm.codec_info.get("fingerprint")
+                      and judge.q <= self.q)
+        if same_codes:  # the judge reads the sampled codes themselves: no decode and re-encode
+            heard = judge.transcribe_codes([c[: judge.q] for c in codes])
+        else:
+            heard = [judge.transcribe(self._decode(c), self.codec.sample_rate) for c in codes]
+        from .evaluation import wer
+
+        out = []
+        for c, words in zip(codes, heard):
+            said = " ".join(w.word for w in words)
+            out.append(Take(codes=c, heard=said, errors=wer([text], [said])))
+        return out
+
+    @property
+    def judge(self) -> Transcriber:
+        """The ASR that picks among takes (loaded on first use)."""
+        if isinstance(self._judge, (str, LoadedLM)):
+            self._judge = Transcriber(self._judge, device=self.device)
+        return self._judge
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.codec.decode(codes[None].to(self.device))[0].cpu()
 
     @torch.no_grad()
     def speak_batch(self, texts: list[str], *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
                     max_seconds: float | None = None) -> list[torch.Tensor]:
+        """Speech for each of ``texts`` (one batch; one take each)."""
+        return [self._decode(c) for c in self._sample(texts, temperature, top_k, seed, max_seconds)]
+
+    def _sample(self, texts: list[str], temperature: float, top_k: int, seed: int | None,
+                max_seconds: float | None) -> list[torch.Tensor]:
+        """Sampled codes ``[Q, F]`` for each text."""
         words = [self.tokenizer.words(t) for t in texts]
         for t, w in zip(texts, words):
             if not w:
@@ -466,7 +524,5 @@ class Speaker:
             n = max(1, end_frame[j] + 1)
             codes = torch.stack([seq[j, 1 + q, self.streams[1 + q].delay: self.streams[1 + q].delay + n]
                                  for q in range(self.q)])
-            codes = codes.clamp(0, self.codec.codebook_size - 1)  # ZERO/START never reach here; be safe
-            wav = self.codec.decode(codes[None].to(self.device))[0].cpu()
-            out.append(wav)
+            out.append(codes.clamp(0, self.codec.codebook_size - 1))  # ZERO/START never reach here; be safe
         return out
