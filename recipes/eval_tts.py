@@ -21,9 +21,12 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("eval"))
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7, as "
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature of the speech codes "
+                   "(default: as 'tokenlm speak')")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest codes (default: as "
                    "'tokenlm speak')")
-    p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest codes (default 50)")
+    p.add_argument("--timing-temperature", type=float, default=None, metavar="T",
+                   help="sampling temperature of where each word starts (default: as 'tokenlm speak', greedy)")
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="speak each sentence N times and keep the take our ASR hears best (as 'tokenlm speak "
                         "--candidates'); our ASR's column is then not an independent judge")
@@ -31,8 +34,8 @@ def main(argv=None) -> int:
                    help="torch threads (default 1). Sampling is bitwise reproducible from --seed for a given "
                         "thread count; another count changes the float sums and so some sampled tokens")
     args = p.parse_args(argv)
-    if args.temperature < 0 or args.top_k < 0:
-        p.error("--temperature and --top-k must be >= 0")
+    if min(x for x in (args.temperature, args.top_k, args.timing_temperature, 0) if x is not None) < 0:
+        p.error("--temperature, --timing-temperature and --top-k must be >= 0")
     if args.candidates < 1:
         p.error("--candidates must be >= 1")
     import torch
@@ -47,9 +50,10 @@ def main(argv=None) -> int:
         if e["text"] not in seen:
             seen.add(e["text"])
             sentences.append(e["text"])
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
+                                  ("timing_temperature", args.timing_temperature)) if v is not None}
     evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed,
-                 temperature=args.temperature, top_k=args.top_k, asr_beam=args.asr_beam,
-                 candidates=args.candidates)
+                 asr_beam=args.asr_beam, candidates=args.candidates, **sampling)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

@@ -111,3 +111,37 @@ def test_cli_speak_candidates(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "tokenlm: error: --candidates must be >= 1, got 0"
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_tts_sampling_is_greedy_timing_and_sampled_speech_by_default(monkeypatch):
+    sp = tasks.Speaker("tts")
+    got = tasks.tts_sampling(sp.streams)
+    kinds = [sp.streams[i].kind for i in sp.streams.generated]
+    assert kinds[0] == "text" and set(kinds[1:]) == {"audio"} and len(got) == len(kinds)
+    assert got[0].temperature == tasks.TTS_TIMING_TEMPERATURE == 0.0  # greedy: where each word starts
+    assert all((s.temperature, s.top_k) == (tasks.TTS_TEMPERATURE, tasks.TTS_TOP_K) for s in got[1:])
+    hot = tasks.tts_sampling(sp.streams, 0.9, 20, timing_temperature=0.3)
+    assert (hot[0].temperature, hot[0].top_k) == (0.3, 0)
+    assert all((s.temperature, s.top_k) == (0.9, 20) for s in hot[1:])
+    with pytest.raises(TokenLMError, match="must be >= 0"):
+        tasks.tts_sampling(sp.streams, timing_temperature=-1)
+
+    seen = []  # what Speaker.speak hands the streamer
+    monkeypatch.setattr(tasks, "LMStreamer", lambda model, b, sampling=None, generator=None:
+                        seen.append(sampling) or ScriptedStreamer(model, b))
+    sp.speak("cat", max_seconds=0.2)
+    sp.speak("cat", temperature=0.9, top_k=20, timing_temperature=0.3, max_seconds=0.2)
+    assert seen == [got, hot]
+
+
+def test_cli_speak_sampling_defaults_are_the_library_defaults(tmp_path, capsys):
+    from tokenlm.cli import build_parser
+    from tokenlm.cli import main as cli
+
+    args = build_parser().parse_args(["speak", "cat", "-o", "x.wav"])
+    assert (args.temperature, args.top_k, args.timing_temperature) == (
+        tasks.TTS_TEMPERATURE, tasks.TTS_TOP_K, tasks.TTS_TIMING_TEMPERATURE)
+    assert cli(["speak", "cat", "-o", str(tmp_path / "x.wav"), "--timing-temperature", "-0.5"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "tokenlm: error: --temperature, --timing-temperature and --top-k must be >= 0")
+    assert not (tmp_path / "x.wav").exists()

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import TokenLMError
+from .tasks import TTS_TEMPERATURE, TTS_TIMING_TEMPERATURE, TTS_TOP_K
 from .tokenizer import words_of
 
 __all__ = ["wer", "Pocketsphinx", "evaluate_asr", "evaluate_tts", "evaluate_duplex"]
@@ -148,10 +149,10 @@ def reference_voice_for(voices: str) -> tuple[str, str] | None:
 
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
                  seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
-                 temperature: float = 0.7, top_k: int = 50, asr_beam: int | None = None,
-                 candidates: int = 1) -> dict:
+                 temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K, asr_beam: int | None = None,
+                 candidates: int = 1, timing_temperature: float = TTS_TIMING_TEMPERATURE) -> dict:
     """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
-    (sampled with ``temperature`` and ``top_k``, as ``Speaker.speak``; ``asr_beam``: our ASR's
+    (sampled with ``temperature``, ``top_k`` and ``timing_temperature``, as ``Speaker.speak``; ``asr_beam``: our ASR's
     decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``). ``candidates`` > 1:
     each sentence is the best of that many takes as our ASR hears them (``Speaker.speak``), so
     our ASR's column is then no longer an independent judge; pocketsphinx's still is.
@@ -183,7 +184,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     shown: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # for the spectrogram figure
     for i, text in enumerate(tqdm(sentences, desc="eval tts", unit="sentence", dynamic_ncols=True)):
         t0 = time.perf_counter()
-        wav = sp.speak(text, seed=seed + i, temperature=temperature, top_k=top_k, candidates=candidates)
+        wav = sp.speak(text, seed=seed + i, temperature=temperature, top_k=top_k,
+                       timing_temperature=timing_temperature, candidates=candidates)
         t_gen += time.perf_counter() - t0
         audio_s += wav.shape[-1] / sp.codec.sample_rate
         rows.append({"text": text, "seconds": round(wav.shape[-1] / sp.codec.sample_rate, 2), **judge(wav)})
@@ -208,7 +210,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     scores = {j: round(wer([r["text"] for r in rows], [r[j] for r in rows]), 4) for j in judges}
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
-              "temperature": temperature, "top_k": top_k, "candidates": candidates,
+              "temperature": temperature, "top_k": top_k, "timing_temperature": timing_temperature,
+              "candidates": candidates,
               "threads": torch.get_num_threads(), "rows": rows}
     heard = ""
     if tr is not None:
@@ -218,7 +221,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     if candidates > 1:
         heard += f"; each the best of {candidates} takes as our ASR hears them (its column is not independent)"
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
-             f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}{heard})\n\n| speech | sentences | "
+             f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}, word timing "
+             f"{'greedy' if timing_temperature == 0 else f'at temperature {timing_temperature:g}'}{heard})\n\n| speech | sentences | "
              + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")

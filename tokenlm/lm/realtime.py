@@ -30,7 +30,7 @@ from .beam import BeamSearch, BeamSettings, beam_frame, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
-from .tasks import Word, WordDecoder, load_codec_for, resolve_word_lm
+from .tasks import Word, WordDecoder, load_codec_for, resolve_word_lm, tts_sampling
 
 __all__ = ["SessionsFull", "FrameOut", "Engine", "ASREngine", "TTSEngine", "DuplexEngine", "load_engine",
            "MODES", "toy_lm"]
@@ -359,7 +359,7 @@ class TTSEngine(Engine):
         self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(n)]
 
     def default_sampling(self):
-        return [Sampling(temperature=0.7, top_k=50)] * len(self.streams.generated)
+        return tts_sampling(self.streams)  # as Speaker.speak
 
     def _reset(self, slot):
         self.queue[slot].clear()

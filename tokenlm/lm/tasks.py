@@ -20,7 +20,31 @@ from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
 
-__all__ = ["Word", "WordDecoder", "LexiconConstraint", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe"]
+__all__ = ["Word", "WordDecoder", "LexiconConstraint", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe",
+           "tts_sampling"]
+
+# Transcriber.transcribe: a recording whose samples all stay below this (about 3 steps of 16-bit
+# audio, -80 dBFS) is digital silence and has no words.
+SILENCE_PEAK = 1e-4
+
+# The TTS's default sampling (Speaker, `tokenlm speak`, the realtime TTS engine), chosen on the
+# validation sentences (recipes/README.md, "Sampling the TTS"): the speech at a moderate
+# temperature among the 50 likeliest codes, the word timing greedy.
+TTS_TEMPERATURE = 0.5
+TTS_TOP_K = 50
+TTS_TIMING_TEMPERATURE = 0.0
+
+
+def tts_sampling(streams, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
+                 timing_temperature: float = TTS_TIMING_TEMPERATURE) -> list[Sampling]:
+    """Per generated stream sampling for a TTS: the text stream (which in a TTS only chooses, frame by
+    frame, between waiting and starting the next word) at ``timing_temperature`` (0: greedy), the
+    audio codebooks at ``temperature`` among the ``top_k`` likeliest codes."""
+    if temperature < 0 or timing_temperature < 0 or top_k < 0:
+        raise TokenLMError(f"temperatures and top-k must be >= 0, got temperature {temperature}, "
+                           f"timing temperature {timing_temperature}, top-k {top_k}")
+    text, audio = Sampling(temperature=timing_temperature), Sampling(temperature=temperature, top_k=top_k)
+    return [text if streams[i].kind == "text" else audio for i in streams.generated]
 
 
 @dataclass
@@ -266,8 +290,13 @@ class Transcriber:
         return self.codec.encode(wav[None].to(self.device), num_codebooks=self.q)[0]
 
     def transcribe(self, audio, sample_rate: int | None = None) -> list[Word]:
-        """Words of a file path or a ``[C, T]`` tensor at ``sample_rate`` (resampled as needed)."""
-        return self.transcribe_codes([self.encode(self._load(audio, sample_rate))])[0]
+        """Words of a file path or a ``[C, T]`` tensor at ``sample_rate`` (resampled as needed).
+        Digital silence (no sample above ``SILENCE_PEAK``) has no words: the model, trained on
+        speech, would otherwise take it for a short word."""
+        wav = self._load(audio, sample_rate)
+        if wav.numel() == 0 or wav.abs().max() < SILENCE_PEAK:
+            return []
+        return self.transcribe_codes([self.encode(wav)])[0]
 
     def _load(self, audio, sample_rate):
         from ..audio import check_finite, convert_channels, load_audio, resample
@@ -409,26 +438,32 @@ class Speaker:
         return self.lm.header.get("voices") or "the training corpus's voices"
 
     @torch.no_grad()
-    def speak(self, text: str, *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+    def speak(self, text: str, *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
+              timing_temperature: float = TTS_TIMING_TEMPERATURE, seed: int | None = 0,
               max_seconds: float | None = None, candidates: int = 1) -> torch.Tensor:
-        """Speech for ``text`` as ``[C, T]`` at the codec's sample rate. ``candidates`` > 1
+        """Speech for ``text`` as ``[C, T]`` at the codec's sample rate: the codes sampled at
+        ``temperature`` among each codebook's ``top_k`` likeliest, where each word starts at
+        ``timing_temperature`` (0: greedy; see :func:`tts_sampling`). ``candidates`` > 1
         samples that many takes in one batch and keeps the one the judge ASR hears closest to
         ``text`` (fewest word errors; the first on a tie): :meth:`takes`."""
         if candidates == 1:
-            return self.speak_batch([text], temperature=temperature, top_k=top_k, seed=seed,
-                                    max_seconds=max_seconds)[0]
-        best = min(self.takes(text, candidates, temperature=temperature, top_k=top_k, seed=seed,
-                              max_seconds=max_seconds), key=lambda t: t.errors)
+            return self.speak_batch([text], temperature=temperature, top_k=top_k,
+                                    timing_temperature=timing_temperature, seed=seed, max_seconds=max_seconds)[0]
+        best = min(self.takes(text, candidates, temperature=temperature, top_k=top_k,
+                              timing_temperature=timing_temperature, seed=seed, max_seconds=max_seconds),
+                   key=lambda t: t.errors)
         return self._decode(best.codes)
 
     @torch.no_grad()
-    def takes(self, text: str, n: int, *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+    def takes(self, text: str, n: int, *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
+              timing_temperature: float = TTS_TIMING_TEMPERATURE, seed: int | None = 0,
               max_seconds: float | None = None) -> list[Take]:
         """``n`` sampled takes of ``text`` (one batch), each with what the judge ASR heard and its
         word error rate against ``text``, in sampling order."""
         if n < 1:
             raise TokenLMError(f"candidates must be >= 1, got {n}")
-        codes = self._sample([text] * n, temperature, top_k, seed, max_seconds)
+        codes = self._sample([text] * n, tts_sampling(self.streams, temperature, top_k, timing_temperature),
+                             seed, max_seconds)
         judge = self.judge
         same_codes = (judge.lm.codec_info.get("fingerprint") == self.lm.codec_info.get("fingerprint")
                       and judge.q <= self.q)
@@ -455,12 +490,14 @@ class Speaker:
         return self.codec.decode(codes[None].to(self.device))[0].cpu()
 
     @torch.no_grad()
-    def speak_batch(self, texts: list[str], *, temperature: float = 0.7, top_k: int = 50, seed: int | None = 0,
+    def speak_batch(self, texts: list[str], *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
+                    timing_temperature: float = TTS_TIMING_TEMPERATURE, seed: int | None = 0,
                     max_seconds: float | None = None) -> list[torch.Tensor]:
         """Speech for each of ``texts`` (one batch; one take each)."""
-        return [self._decode(c) for c in self._sample(texts, temperature, top_k, seed, max_seconds)]
+        sampling = tts_sampling(self.streams, temperature, top_k, timing_temperature)
+        return [self._decode(c) for c in self._sample(texts, sampling, seed, max_seconds)]
 
-    def _sample(self, texts: list[str], temperature: float, top_k: int, seed: int | None,
+    def _sample(self, texts: list[str], sampling: list[Sampling], seed: int | None,
                 max_seconds: float | None) -> list[torch.Tensor]:
         """Sampled codes ``[Q, F]`` for each text."""
         words = [self.tokenizer.words(t) for t in texts]
@@ -474,7 +511,6 @@ class Speaker:
         gen = torch.Generator(device=self.device)
         if seed is not None:
             gen.manual_seed(seed)
-        sampling = [Sampling(temperature=temperature, top_k=top_k)] * len(self.streams.generated)
         st = LMStreamer(self.model, b, sampling=sampling, generator=gen)
         st.start()
         audio_delays = [s.delay for s in self.streams if s.kind == "audio"]
