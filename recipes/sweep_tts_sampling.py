@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         result = sweep(args.model, sentences, settings, args.seeds, args.batch, progress=sys.stderr.isatty())
     finally:
         torch.set_num_threads(threads)
-    result["threads"] = max(1, args.threads)
+    result["threads"], result["manifest"] = max(1, args.threads), str(args.manifest)
     md = table(result)
     _write(args.out_dir, "tts_sampling", result, md)
     print(md)

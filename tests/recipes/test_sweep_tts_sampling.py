@@ -38,6 +38,7 @@ def test_a_sweep_speaks_every_sentence_under_every_setting_and_seed(tmp_path):
                        "--threads", str(torch.get_num_threads())]) == 0
     res = json.loads((out / "tts_sampling.json").read_text())
     assert res["threads"] == torch.get_num_threads()  # recorded, and the caller's count restored
+    assert res["manifest"] == str(tmp_path / "m.jsonl")
     assert res["sentences"] == ["the cat sat", "a dog ran home"] and res["seeds"] == [3, 4]
     rows = res["settings"]
     assert [(r["temperature"], r["top_k"], r["timing_temperature"]) for r in rows] == [(0.7, 50, 0.7), (0.5, 20, 0.0)]
