@@ -10,7 +10,9 @@ next word) at TIMING_TEMPERATURE, 0 being greedy (``Speaker.speak``'s arguments)
 spoken in batches (``--batch``; batch j of a seed S is sampled from seed S + j * batch), so a sweep
 is faster than ``eval_tts.py`` but its samples are not the same as one sentence at a time. Tune on
 validation sentences, then measure the chosen setting on the test sentences with ``eval_tts.py``.
-Writes ``tts_sampling.json`` (every transcript) and ``tts_sampling.md`` (the table).
+``--tail-seconds 0 0.12`` compares how long the speech goes on after the end-of-speech mark
+(``Speaker.tail_seconds``) on the same sampled speech. Writes ``tts_sampling.json`` (every
+transcript) and ``tts_sampling.md`` (the table).
 """
 
 from __future__ import annotations
@@ -36,18 +38,22 @@ def parse_setting(text: str) -> tuple[float, int, float]:
 
 
 def sweep(model: str, sentences: list[str], settings: list[tuple[float, int, float]], seeds: list[int],
-          batch: int = 10, progress: bool = True) -> dict:
-    """WER (pocketsphinx) of ``model``'s speech for ``sentences`` under each setting and seed."""
+          batch: int = 10, progress: bool = True, tails: list[float] | None = None) -> dict:
+    """WER (pocketsphinx) of ``model``'s speech for ``sentences`` under each setting and seed,
+    for each of ``tails`` (``Speaker.tail_seconds``, the speech after the end-of-speech mark;
+    None: its default only). The tails share the sampled speech up to the mark."""
     from tqdm import tqdm
 
     from tokenlm.lm.evaluation import Pocketsphinx, wer
     from tokenlm.lm.tasks import Speaker
 
     sp, ps = Speaker(model), Pocketsphinx()
+    tails = [sp.tail_seconds] if tails is None else tails
     rows = []
-    bar = tqdm(total=len(settings) * len(seeds) * len(sentences), desc="sweep", unit="sentence",
+    bar = tqdm(total=len(settings) * len(tails) * len(seeds) * len(sentences), desc="sweep", unit="sentence",
                dynamic_ncols=True, disable=not progress)
-    for temperature, top_k, timing in settings:
+    for (temperature, top_k, timing), tail in ((s, t) for s in settings for t in tails):
+        sp.tail_seconds = tail
         runs = []
         for seed in seeds:
             heard, seconds, t0 = [], 0.0, time.perf_counter()
@@ -59,7 +65,7 @@ def sweep(model: str, sentences: list[str], settings: list[tuple[float, int, flo
                 bar.update(len(wavs))
             runs.append({"seed": seed, "wer": round(wer(sentences, heard), 4), "audio_seconds": round(seconds, 1),
                          "wall_seconds": round(time.perf_counter() - t0, 1), "heard": heard})
-        rows.append({"temperature": temperature, "top_k": top_k, "timing_temperature": timing,
+        rows.append({"temperature": temperature, "top_k": top_k, "timing_temperature": timing, "tail_seconds": tail,
                      "wer": round(sum(r["wer"] for r in runs) / len(runs), 4), "runs": runs})
     bar.close()
     return {"model": model, "sentences": sentences, "batch": batch, "seeds": seeds, "settings": rows}
@@ -69,12 +75,12 @@ def table(result: dict) -> str:
     seeds = result["seeds"]
     out = (f"Pocketsphinx WER of the TTS's speech for {len(result['sentences'])} sentences, by sampling setting "
            f"(batches of {result['batch']}; seeds {', '.join(map(str, seeds))})\n\n"
-           "| temperature | top-k | word timing | WER (mean) | " + " | ".join(f"seed {s}" for s in seeds)
-           + " | speech (min) |\n|---|---|---|---|" + "---|" * len(seeds) + "---|\n")
+           "| temperature | top-k | word timing | after the end (s) | WER (mean) | " + " | ".join(f"seed {s}" for s in seeds)
+           + " | speech (min) |\n|---|---|---|---|---|" + "---|" * len(seeds) + "---|\n")
     for r in result["settings"]:
         timing = "greedy" if r["timing_temperature"] == 0 else f"{r['timing_temperature']:g}"
         minutes = sum(x["audio_seconds"] for x in r["runs"]) / len(r["runs"]) / 60
-        out += (f"| {r['temperature']:g} | {r['top_k']} | {timing} | {100 * r['wer']:.1f}% | "
+        out += (f"| {r['temperature']:g} | {r['top_k']} | {timing} | {r.get('tail_seconds', 0):g} | {100 * r['wer']:.1f}% | "
                 + " | ".join(f"{100 * x['wer']:.1f}%" for x in r["runs"]) + f" | {minutes:.1f} |\n")
     return out
 
@@ -88,6 +94,9 @@ def main(argv=None) -> int:
     p.add_argument("--setting", action="append", required=True, metavar="T:K:TT",
                    help="TEMPERATURE:TOP_K:TIMING_TEMPERATURE (repeat for each setting)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--tail-seconds", type=float, nargs="+", default=None, metavar="S",
+                   help="speech after the end-of-speech mark, one or more values (default: the library's, "
+                   "tokenlm.lm.tasks.TTS_TAIL_SECONDS)")
     p.add_argument("--batch", type=int, default=10, help="sentences spoken at once (default 10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; sampling is reproducible "
                    "for a given count)")
@@ -99,6 +108,8 @@ def main(argv=None) -> int:
         p.error(f"--setting {e}")
     if args.batch < 1:
         p.error("--batch must be >= 1")
+    if args.tail_seconds is not None and not all(t >= 0 for t in args.tail_seconds):
+        p.error("--tail-seconds must be >= 0")
     import torch
 
     from tokenlm.data.manifest import read_manifest
@@ -108,7 +119,8 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, args.threads))
     try:
-        result = sweep(args.model, sentences, settings, args.seeds, args.batch, progress=sys.stderr.isatty())
+        result = sweep(args.model, sentences, settings, args.seeds, args.batch, progress=sys.stderr.isatty(),
+                       tails=args.tail_seconds)
     finally:
         torch.set_num_threads(threads)
     result["threads"], result["manifest"] = max(1, args.threads), str(args.manifest)

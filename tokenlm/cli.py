@@ -6,7 +6,7 @@
     tokenlm eval-codec --manifest test.jsonl | --audio FILE_OR_DIR ... [--codec NAME|PATH] [--out-dir DIR]
     tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH] [--beam N] [--lm ARPA|none]
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T] [--candidates N]
-                  [--timing-temperature T]
+                  [--timing-temperature T] [--tail-seconds S]
     tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
                   [--asr-beam N]
 
@@ -393,12 +393,12 @@ def cmd_speak(args) -> int:
         raise AudioError(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(WRITE_FORMATS)}")
     if args.candidates < 1:
         raise TokenLMError(f"--candidates must be >= 1, got {args.candidates}")
-    if min(args.temperature, args.timing_temperature, args.top_k) < 0:
-        raise TokenLMError("--temperature, --timing-temperature and --top-k must be >= 0")
+    if min(args.temperature, args.timing_temperature, args.top_k, args.tail_seconds) < 0:
+        raise TokenLMError("--temperature, --timing-temperature, --top-k and --tail-seconds must be >= 0")
     text = args.text
     if text == "-":
         text = sys.stdin.read()
-    sp = Speaker(args.model, quantize="int8" if args.int8 else None)
+    sp = Speaker(args.model, quantize="int8" if args.int8 else None, tail_seconds=args.tail_seconds)
     wav = sp.speak(text, temperature=args.temperature, top_k=args.top_k, timing_temperature=args.timing_temperature,
                    seed=args.seed, candidates=args.candidates)
     sr = sp.codec.sample_rate
@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest codes (default: %(default)s)")
     p.add_argument("--timing-temperature", type=float, default=0.0, metavar="T",
                    help="sampling temperature of where each word starts (default: %(default)s, greedy)")
+    p.add_argument("--tail-seconds", type=float, default=0.12, metavar="S",
+                   help="how long the speech goes on after the last word ends: its release and some silence "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="sample N takes (one batch) and keep the one the bundled ASR hears closest to the text: "

@@ -8,6 +8,7 @@ import torch
 from tokenlm.errors import TokenLMError
 from tokenlm.lm.generate import Sampling
 from tokenlm.lm.realtime import SessionsFull, load_engine, toy_lm
+from tokenlm.lm.tasks import TTS_TAIL_SECONDS
 
 warnings.simplefilter("ignore")
 
@@ -85,6 +86,9 @@ def test_duplex_audio_starts_after_its_delay_and_tts_finishes(toys):
     tts.say(s, "hello there")
     done = [tts.step({s: None})[s].done for _ in range(120)]
     assert any(done), "a session with two words to say never finished"
+    # the speech goes on for the tail after the end mark, as Speaker's does
+    assert done.index(True) == tts.end_at[s] + tts.lag + tts.tail
+    assert tts.tail == round(TTS_TAIL_SECONDS * tts.frame_rate) > 0
 
 
 def test_full_engine_refuses_and_wrong_inputs_are_clear(toys):

@@ -42,6 +42,23 @@ def test_speak_cut_by_the_length_limit_right_after_the_last_word(monkeypatch):
         assert torch.isfinite(wav).all()
 
 
+def test_speech_goes_on_for_the_tail_after_the_end_mark(monkeypatch):
+    # "cat": EPAD at frame 0, its n phones at 1..n, the end mark at n + 1: frames 0..n + 1, then
+    # the tail (the model's own frames after the mark, text PAD) of round(tail * frame rate) frames.
+    monkeypatch.setattr(tasks, "LMStreamer", ScriptedStreamer)
+    sp = tasks.Speaker("tts", tail_seconds=0)
+    hop = round(sp.codec.sample_rate / sp.frame_rate)
+    n = len(sp.tokenizer.encode_word("cat"))
+    assert sp.speak("cat").shape[-1] == (n + 2) * hop
+    for tail in (tasks.TTS_TAIL_SECONDS, 0.2):
+        sp.tail_seconds = tail
+        frames = round(tail * sp.frame_rate)
+        assert frames > 0 and sp.speak("cat").shape[-1] == (n + 2 + frames) * hop
+    assert tasks.Speaker("tts").tail_seconds == tasks.TTS_TAIL_SECONDS > 0
+    with pytest.raises(TokenLMError, match="tail_seconds"):
+        tasks.Speaker("tts", tail_seconds=-0.1)
+
+
 class ScriptedJudge:
     """Hears the i-th take as ``heard[i]``; reads codes when it shares the TTS's codec, else audio."""
 
@@ -139,9 +156,11 @@ def test_cli_speak_sampling_defaults_are_the_library_defaults(tmp_path, capsys):
     from tokenlm.cli import main as cli
 
     args = build_parser().parse_args(["speak", "cat", "-o", "x.wav"])
-    assert (args.temperature, args.top_k, args.timing_temperature) == (
-        tasks.TTS_TEMPERATURE, tasks.TTS_TOP_K, tasks.TTS_TIMING_TEMPERATURE)
+    assert (args.temperature, args.top_k, args.timing_temperature, args.tail_seconds) == (
+        tasks.TTS_TEMPERATURE, tasks.TTS_TOP_K, tasks.TTS_TIMING_TEMPERATURE, tasks.TTS_TAIL_SECONDS)
     assert cli(["speak", "cat", "-o", str(tmp_path / "x.wav"), "--timing-temperature", "-0.5"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "tokenlm: error: --temperature, --timing-temperature and --top-k must be >= 0")
+        "tokenlm: error: --temperature, --timing-temperature, --top-k and --tail-seconds must be >= 0")
+    assert cli(["speak", "cat", "-o", str(tmp_path / "x.wav"), "--tail-seconds", "-1"]) == 1
+    assert "--tail-seconds must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()

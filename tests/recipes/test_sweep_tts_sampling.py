@@ -20,13 +20,15 @@ def test_settings_parse_or_say_why_not():
             sweep.parse_setting(bad)
     with pytest.raises(SystemExit):
         sweep.main(["--manifest", "x.jsonl", "--setting", "0.5:50"])
+    with pytest.raises(SystemExit):
+        sweep.main(["--manifest", "x.jsonl", "--setting", "0.5:50:0", "--tail-seconds", "-1"])
 
 
 def test_a_sweep_speaks_every_sentence_under_every_setting_and_seed(tmp_path):
     import torch
 
     from tokenlm.lm.evaluation import Pocketsphinx, wer
-    from tokenlm.lm.tasks import Speaker
+    from tokenlm.lm.tasks import TTS_TAIL_SECONDS, Speaker
 
     texts = ["the cat sat", "a dog ran home", "the cat sat"]  # a repeated text is spoken once
     write_manifest(tmp_path / "m.jsonl", [{"id": f"u{i}", "text": t, "audio": "none.wav", "split": "valid",
@@ -42,6 +44,7 @@ def test_a_sweep_speaks_every_sentence_under_every_setting_and_seed(tmp_path):
     assert res["sentences"] == ["the cat sat", "a dog ran home"] and res["seeds"] == [3, 4]
     rows = res["settings"]
     assert [(r["temperature"], r["top_k"], r["timing_temperature"]) for r in rows] == [(0.7, 50, 0.7), (0.5, 20, 0.0)]
+    assert all(r["tail_seconds"] == TTS_TAIL_SECONDS for r in rows)  # the library's default
     for r in rows:
         assert [x["seed"] for x in r["runs"]] == [3, 4] and all(len(x["heard"]) == 2 for x in r["runs"])
         assert all(x["wer"] == round(wer(res["sentences"], x["heard"]), 4) for x in r["runs"])
@@ -51,4 +54,4 @@ def test_a_sweep_speaks_every_sentence_under_every_setting_and_seed(tmp_path):
     wav = sp.speak_batch(["a dog ran home"], temperature=0.5, top_k=20, timing_temperature=0.0, seed=5)[0]
     assert rows[1]["runs"][1]["heard"][1] == Pocketsphinx().transcribe(wav[0])
     md = (out / "tts_sampling.md").read_text()
-    assert "| 0.5 | 20 | greedy |" in md and "| 0.7 | 50 | 0.7 |" in md and "seed 4" in md
+    assert "| 0.5 | 20 | greedy | 0.12 |" in md and "| 0.7 | 50 | 0.7 | 0.12 |" in md and "seed 4" in md

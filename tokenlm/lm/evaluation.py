@@ -211,7 +211,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     result = {"model": str(model), "sentences": len(rows), "audio_seconds": round(audio_s, 1),
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
               "temperature": temperature, "top_k": top_k, "timing_temperature": timing_temperature,
-              "candidates": candidates,
+              "candidates": candidates, "tail_seconds": sp.tail_seconds,
               "threads": torch.get_num_threads(), "rows": rows}
     heard = ""
     if tr is not None:
@@ -222,7 +222,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         heard += f"; each the best of {candidates} takes as our ASR hears them (its column is not independent)"
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
              f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}, word timing "
-             f"{'greedy' if timing_temperature == 0 else f'at temperature {timing_temperature:g}'}{heard})\n\n| speech | sentences | "
+             f"{'greedy' if timing_temperature == 0 else f'at temperature {timing_temperature:g}'}, "
+             f"{sp.tail_seconds:g} s after the end mark{heard})\n\n| speech | sentences | "
              + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")

@@ -30,7 +30,7 @@ from .beam import BeamSearch, BeamSettings, beam_frame, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
-from .tasks import Word, WordDecoder, load_codec_for, resolve_word_lm, tts_sampling
+from .tasks import TTS_TAIL_SECONDS, Word, WordDecoder, load_codec_for, resolve_word_lm, tts_sampling
 
 __all__ = ["SessionsFull", "FrameOut", "Engine", "ASREngine", "TTSEngine", "DuplexEngine", "load_engine",
            "MODES", "toy_lm"]
@@ -346,6 +346,7 @@ class TTSEngine(Engine):
         self.audio = [s.index(f"audio_{q}") for q in range(self.q)]
         self.audio_delays = [s[i].delay for i in self.audio]
         self.lag = max(self.audio_delays)
+        self.tail = int(round(TTS_TAIL_SECONDS * self.frame_rate))  # speech after the end mark, as Speaker
         spec = s[0]
         self.pad, self.epad = spec.pad_id, spec.epad_id
         self.pad_or_epad = torch.zeros(spec.output_vocab, dtype=torch.bool)
@@ -410,7 +411,7 @@ class TTSEngine(Engine):
                     self.pending[r] = list(self.queue[r].popleft())
                 else:
                     self.end_at[r] = t
-            done[r] = self.end_at[r] is not None and t >= self.end_at[r] + self.lag
+            done[r] = self.end_at[r] is not None and t >= self.end_at[r] + self.lag + self.tail
             if done[r]:
                 self.speaking[r] = False
             self.history[r].append(tokens[r, self.audio].clone())

@@ -33,6 +33,9 @@ SILENCE_PEAK = 1e-4
 TTS_TEMPERATURE = 0.5
 TTS_TOP_K = 50
 TTS_TIMING_TEMPERATURE = 0.0
+# Speech goes on this long after the TTS's end-of-speech mark (the end of the last word): the last
+# sound's release and some silence, as the training utterances have (flite: ~0.1 s).
+TTS_TAIL_SECONDS = 0.12
 
 
 def tts_sampling(streams, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
@@ -419,10 +422,17 @@ class TranscriberSession:
 
 class Speaker:
     def __init__(self, lm: LoadedLM | str = "tts", codec=None, device: str | torch.device = "cpu",
-                 quantize: str | None = None, judge: Transcriber | LoadedLM | str = "asr"):
+                 quantize: str | None = None, judge: Transcriber | LoadedLM | str = "asr",
+                 tail_seconds: float = TTS_TAIL_SECONDS):
         """``quantize="int8"``: weight-only int8 LM (see :mod:`tokenlm.lm.quantize`).
         ``judge``: the ASR that picks the best of several takes (``speak(..., candidates=N)``),
-        loaded on first use; a Transcriber, a checkpoint or a bundled name."""
+        loaded on first use; a Transcriber, a checkpoint or a bundled name.
+        ``tail_seconds``: how long the speech goes on after the end-of-speech mark (the model
+        generates it: the last sound's release and the silence after it, as in its training
+        utterances); 0 cuts at the mark."""
+        if not tail_seconds >= 0:
+            raise TokenLMError(f"tail_seconds must be >= 0, got {tail_seconds}")
+        self.tail_seconds = float(tail_seconds)
         self.lm = load_lm(lm, device, quantize) if not isinstance(lm, LoadedLM) else lm
         self._judge = judge
         if self.lm.task != "tts":
@@ -515,7 +525,9 @@ class Speaker:
         st.start()
         audio_delays = [s.delay for s in self.streams if s.kind == "audio"]
         max_d = max(audio_delays)
-        limit = [int(self.frame_rate * (max_seconds or 2.0 + 0.6 * len(w))) + max_d for w in words]
+        tail = int(round(self.tail_seconds * self.frame_rate))
+        limit = [int(self.frame_rate * (max_seconds or 2.0 + 0.6 * len(w))) + max_d + tail for w in words]
+        ended = [False] * b
         pending: list[list[int]] = [[] for _ in range(b)]
         next_word = [0] * b
         end_frame: list[int | None] = [None] * b
@@ -550,14 +562,16 @@ class Speaker:
                         next_word[j] += 1
                     else:
                         end_frame[j] = t
-                if (end_frame[j] is not None and t >= end_frame[j] + max_d) or t + 1 >= limit[j]:
+                if end_frame[j] is not None and t >= end_frame[j] + max_d + tail:
+                    done[j] = ended[j] = True  # every (delayed) codebook has reached the mark + the tail
+                elif t + 1 >= limit[j]:
                     done[j] = True  # cut at the last frame every (delayed) codebook has reached
                     end_frame[j] = min(t if end_frame[j] is None else end_frame[j], t - max_d)
             t += 1
         seq = torch.stack(frames, dim=2)  # [B, K, T]
         out = []
         for j in range(b):
-            n = max(1, end_frame[j] + 1)
+            n = max(1, end_frame[j] + 1 + (tail if ended[j] else 0))
             codes = torch.stack([seq[j, 1 + q, self.streams[1 + q].delay: self.streams[1 + q].delay + n]
                                  for q in range(self.q)])
             out.append(codes.clamp(0, self.codec.codebook_size - 1))  # ZERO/START never reach here; be safe
