@@ -2,6 +2,9 @@
 pocketsphinx (independent) and by tokenlm's ASR.
 
     python recipes/eval_tts.py --model tts --manifest data/corpus/test.jsonl --limit 50 --out-dir docs
+
+Long texts: ``--join 3`` speaks paragraphs of three consecutive sentences (``--max-words 0``: each
+in one go, as the TTS did before it spoke long texts sentence by sentence).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="speak each sentence N times and keep the take our ASR hears best (as 'tokenlm speak "
                         "--candidates'); our ASR's column is then not an independent judge")
+    p.add_argument("--join", type=int, default=1, metavar="N",
+                   help="speak paragraphs of N consecutive sentences (long texts; --limit counts paragraphs)")
+    p.add_argument("--max-words", type=int, default=None, metavar="W",
+                   help="texts of more than W words are spoken in pieces, sentence by sentence (default: as "
+                        "'tokenlm speak'; 0: every text in one go)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1). Sampling is bitwise reproducible from --seed for a given "
                         "thread count; another count changes the float sums and so some sampled tokens")
@@ -38,6 +46,8 @@ def main(argv=None) -> int:
         p.error("--temperature, --timing-temperature and --top-k must be >= 0")
     if args.candidates < 1:
         p.error("--candidates must be >= 1")
+    if args.join < 1 or (args.max_words is not None and args.max_words < 0):
+        p.error("--join must be >= 1 and --max-words >= 0")
     import torch
 
     from tokenlm.data.manifest import read_manifest
@@ -52,8 +62,9 @@ def main(argv=None) -> int:
             sentences.append(e["text"])
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
                                   ("timing_temperature", args.timing_temperature)) if v is not None}
-    evaluate_tts(args.model, sentences[: args.limit], args.out_dir, args.asr or None, args.seed,
-                 asr_beam=args.asr_beam, candidates=args.candidates, **sampling)
+    texts = [" ".join(sentences[i: i + args.join]) for i in range(0, len(sentences), args.join)]
+    evaluate_tts(args.model, texts[: args.limit], args.out_dir, args.asr or None, args.seed,
+                 asr_beam=args.asr_beam, candidates=args.candidates, max_words=args.max_words, **sampling)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

@@ -453,7 +453,7 @@ def test_tts_trains_speaks_and_resumes_after_kill_9(toy, tmp_path):
     assert res["sentences"] == 2 and res["reference"]["sentences"] == 2
     assert res["seed"] == 0 and res["threads"] == torch.get_num_threads()  # what reproduces the sampling
     assert (res["temperature"], res["top_k"], res["timing_temperature"]) == (0.5, 50, 0.0)
-    assert res["tail_seconds"] == 0.12  # speech after the end mark, recorded with the sampling
+    assert res["tail_seconds"] == 0.12 and res["max_words"] == 25  # recorded with the sampling
     assert set(res["reference"]["wer"]) == {"pocketsphinx"} and 0 <= res["reference"]["wer"]["pocketsphinx"] < 5
     table = (tmp_path / "eval" / "tts_eval.md").read_text()
     assert "temperature 0.5, top-k 50, word timing greedy, 0.12 s after the end mark" in table

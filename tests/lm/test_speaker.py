@@ -59,6 +59,45 @@ def test_speech_goes_on_for_the_tail_after_the_end_mark(monkeypatch):
         tasks.Speaker("tts", tail_seconds=-0.1)
 
 
+def test_long_texts_split_into_sentences_and_parts_that_fit():
+    split = tasks.split_for_speech
+    para = ("The weather was cold and grey all morning. We walked down to the harbour to watch the boats come in. "
+            "By noon the sun came out! Everyone agreed it had been a lovely day after all.")
+    assert split(para) == ["The weather was cold and grey all morning.",
+                           "We walked down to the harbour to watch the boats come in.", "By noon the sun came out!",
+                           "Everyone agreed it had been a lovely day after all."]
+    # fewer than 3 words stay with their neighbour: these (test sentences) are spoken whole
+    for whole in ("Who cares? six, or maybe four, or else three.", "Hello.", "?!",
+                  "The time for all Whos who have blood that is red to come to the aid of their country! he said."):
+        assert split(whole) == [whole]
+    assert split('He said "Stop." Then he left the room.') == ['He said "Stop."', "Then he left the room."]
+    # a sentence over max_words: cut at the comma nearest its middle, else at its middle word
+    long = " ".join(f"w{i}" for i in range(30))
+    assert split(long, max_words=25) == [" ".join(f"w{i}" for i in range(15)), " ".join(f"w{i}" for i in range(15, 30))]
+    commas = "a b c d e f g h i j, k l m n o p q r s t u v w x y z aa bb"
+    assert split(commas, max_words=25) == ["a b c d e f g h i j,", "k l m n o p q r s t u v w x y z aa bb"]
+    pieces = split(" ".join(["w"] * 100), max_words=25)
+    assert all(len(p.split()) <= 25 for p in pieces) and sum(len(p.split()) for p in pieces) == 100
+    with pytest.raises(TokenLMError, match="max_words"):
+        split("a b", max_words=0)
+
+
+def test_speaker_speaks_a_long_text_piece_by_piece(monkeypatch):
+    monkeypatch.setattr(tasks, "LMStreamer", ScriptedStreamer)  # deterministic: the frame count is the check
+    sp = tasks.Speaker("tts")
+    sentence = "we walked down to the harbour to watch the boats come in"
+    text = ". ".join([sentence] * 3) + "."
+    assert len(text.split()) > sp.max_words == tasks.TTS_MAX_WORDS
+    pieces = tasks.split_for_speech(text, sp.max_words)
+    assert len(pieces) == 3
+    whole = sp.speak(text)
+    assert whole.shape[-1] == sum(sp.speak(p).shape[-1] for p in pieces)
+    long_short = sp.speak_batch([text, sentence])  # a long text's pieces are rows of the batch
+    assert [w.shape[-1] for w in long_short] == [whole.shape[-1], sp.speak(sentence).shape[-1]]
+    sp.max_words = 1000  # in one go: one utterance, a single end (no second lead-in and tail)
+    assert sp.speak(text).shape[-1] < whole.shape[-1]
+
+
 class ScriptedJudge:
     """Hears the i-th take as ``heard[i]``; reads codes when it shares the TTS's codec, else audio."""
 

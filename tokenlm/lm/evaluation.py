@@ -13,6 +13,7 @@ punctuation dropped).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict
@@ -150,12 +151,15 @@ def reference_voice_for(voices: str) -> tuple[str, str] | None:
 def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_model: str | None = "asr",
                  seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
                  temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K, asr_beam: int | None = None,
-                 candidates: int = 1, timing_temperature: float = TTS_TIMING_TEMPERATURE) -> dict:
+                 candidates: int = 1, timing_temperature: float = TTS_TIMING_TEMPERATURE,
+                 max_words: int | None = None) -> dict:
     """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
     (sampled with ``temperature``, ``top_k`` and ``timing_temperature``, as ``Speaker.speak``; ``asr_beam``: our ASR's
     decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``). ``candidates`` > 1:
     each sentence is the best of that many takes as our ASR hears them (``Speaker.speak``), so
     our ASR's column is then no longer an independent judge; pocketsphinx's still is.
+    ``max_words``: ``Speaker.max_words`` (texts longer than that are spoken in pieces; 0: every
+    text in one go; None: the Speaker's default).
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
@@ -169,6 +173,8 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
     ps = Pocketsphinx()
     tr = Transcriber(asr_model, beam=asr_beam) if asr_model else None
     sp = Speaker(model, judge=tr if tr is not None else "asr")
+    if max_words is not None:
+        sp.max_words = max_words if max_words > 0 else sys.maxsize
     if reference == "auto":
         reference = reference_voice_for(sp.lm.header.get("voices"))
     out_dir = Path(out_dir)
@@ -212,6 +218,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
               "generation_seconds": round(t_gen, 1), "wer": scores, "voices": sp.voices, "seed": seed,
               "temperature": temperature, "top_k": top_k, "timing_temperature": timing_temperature,
               "candidates": candidates, "tail_seconds": sp.tail_seconds,
+              "max_words": None if sp.max_words == sys.maxsize else sp.max_words,
               "threads": torch.get_num_threads(), "rows": rows}
     heard = ""
     if tr is not None:
@@ -220,6 +227,10 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         heard = f"; our ASR decodes: {result['asr_decoding']}"
     if candidates > 1:
         heard += f"; each the best of {candidates} takes as our ASR hears them (its column is not independent)"
+    if any(len(r["text"].split()) > sp.max_words for r in rows):
+        heard += f"; texts of more than {sp.max_words} words spoken in pieces, sentence by sentence"
+    elif sp.max_words == sys.maxsize:
+        heard += "; every text spoken in one go"
     table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
              f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}, word timing "
              f"{'greedy' if timing_temperature == 0 else f'at temperature {timing_temperature:g}'}, "

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,7 +22,7 @@ from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
 
 __all__ = ["Word", "WordDecoder", "LexiconConstraint", "Transcriber", "Speaker", "load_codec_for", "greedy_transcribe",
-           "tts_sampling"]
+           "tts_sampling", "split_for_speech"]
 
 # Transcriber.transcribe: a recording whose samples all stay below this (about 3 steps of 16-bit
 # audio, -80 dBFS) is digital silence and has no words.
@@ -36,6 +37,12 @@ TTS_TIMING_TEMPERATURE = 0.0
 # Speech goes on this long after the TTS's end-of-speech mark (the end of the last word): the last
 # sound's release and some silence, as the training utterances have (flite: ~0.1 s).
 TTS_TAIL_SECONDS = 0.12
+# The most words Speaker speaks in one go: longer texts are spoken sentence by sentence (and a long
+# sentence in parts), since the TTS trained on crops of at most 8 s (~22 words of kal16) and its
+# speech falls apart well past that (a 4-sentence, 18-s paragraph read 53% WER, the same sentences
+# one at a time 14%).
+TTS_MAX_WORDS = 25
+_SENTENCE_END = re.compile(r"""(?<=[.!?])\s+|(?<=[.!?]['")\]])\s+""")
 
 
 def tts_sampling(streams, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
@@ -420,6 +427,36 @@ class TranscriberSession:
         return out + self.dec.flush()
 
 
+def split_for_speech(text: str, max_words: int = TTS_MAX_WORDS, min_words: int = 3) -> list[str]:
+    """``text`` in the pieces :class:`Speaker` speaks one at a time: its sentences (split after
+    ``.``, ``!`` or ``?`` and a space), a piece of fewer than ``min_words`` words joined to the one
+    before it (or after it, at the start), and a sentence of more than ``max_words`` words cut at
+    the comma, semicolon or colon nearest its middle (else at its middle word), again until every
+    piece fits. Words are counted as whitespace-separated; a text that fits is returned whole."""
+    if max_words < 1:
+        raise TokenLMError(f"max_words must be >= 1, got {max_words}")
+    pieces: list[list[str]] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        words = sentence.split()
+        if not words:
+            continue
+        if pieces and (len(words) < min_words or len(pieces[-1]) < min_words):
+            pieces[-1] += words
+        else:
+            pieces.append(words)
+
+    def fit(words: list[str]) -> list[list[str]]:
+        n = len(words)
+        if n <= max_words:
+            return [words]
+        cuts = [i for i in range(min_words, n - min_words + 1) if words[i - 1][-1] in ",;:"]
+        cut = min(cuts, key=lambda i: abs(i - n / 2)) if cuts else n // 2
+        return fit(words[:cut]) + fit(words[cut:])
+
+    out = [" ".join(w) for p in pieces for w in fit(p)]
+    return out or [text]
+
+
 class Speaker:
     def __init__(self, lm: LoadedLM | str = "tts", codec=None, device: str | torch.device = "cpu",
                  quantize: str | None = None, judge: Transcriber | LoadedLM | str = "asr",
@@ -433,6 +470,7 @@ class Speaker:
         if not tail_seconds >= 0:
             raise TokenLMError(f"tail_seconds must be >= 0, got {tail_seconds}")
         self.tail_seconds = float(tail_seconds)
+        self.max_words = TTS_MAX_WORDS  # longer texts are spoken in pieces: split_for_speech
         self.lm = load_lm(lm, device, quantize) if not isinstance(lm, LoadedLM) else lm
         self._judge = judge
         if self.lm.task != "tts":
@@ -455,14 +493,25 @@ class Speaker:
         ``temperature`` among each codebook's ``top_k`` likeliest, where each word starts at
         ``timing_temperature`` (0: greedy; see :func:`tts_sampling`). ``candidates`` > 1
         samples that many takes in one batch and keeps the one the judge ASR hears closest to
-        ``text`` (fewest word errors; the first on a tie): :meth:`takes`."""
+        ``text`` (fewest word errors; the first on a tie): :meth:`takes`.
+
+        A text of more than :attr:`max_words` words is spoken in pieces, sentence by sentence
+        (:func:`split_for_speech`; ``max_seconds`` then bounds each piece), and their speech
+        joined; piece i of a best-of-N text is sampled from ``seed + i``."""
         if candidates == 1:
             return self.speak_batch([text], temperature=temperature, top_k=top_k,
                                     timing_temperature=timing_temperature, seed=seed, max_seconds=max_seconds)[0]
-        best = min(self.takes(text, candidates, temperature=temperature, top_k=top_k,
-                              timing_temperature=timing_temperature, seed=seed, max_seconds=max_seconds),
-                   key=lambda t: t.errors)
-        return self._decode(best.codes)
+        parts = []
+        for i, piece in enumerate(self._pieces(text)):
+            best = min(self.takes(piece, candidates, temperature=temperature, top_k=top_k,
+                                  timing_temperature=timing_temperature, seed=None if seed is None else seed + i,
+                                  max_seconds=max_seconds),
+                       key=lambda t: t.errors)
+            parts.append(self._decode(best.codes))
+        return torch.cat(parts, dim=-1)
+
+    def _pieces(self, text: str) -> list[str]:
+        return [text] if len(text.split()) <= self.max_words else split_for_speech(text, self.max_words)
 
     @torch.no_grad()
     def takes(self, text: str, n: int, *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
@@ -503,9 +552,16 @@ class Speaker:
     def speak_batch(self, texts: list[str], *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
                     timing_temperature: float = TTS_TIMING_TEMPERATURE, seed: int | None = 0,
                     max_seconds: float | None = None) -> list[torch.Tensor]:
-        """Speech for each of ``texts`` (one batch; one take each)."""
+        """Speech for each of ``texts`` (one batch; one take each; a long text's pieces, as
+        :meth:`speak` splits it, are rows of the same batch)."""
         sampling = tts_sampling(self.streams, temperature, top_k, timing_temperature)
-        return [self._decode(c) for c in self._sample(texts, sampling, seed, max_seconds)]
+        pieces = [self._pieces(t) for t in texts]
+        wavs = [self._decode(c) for c in self._sample([p for ps in pieces for p in ps], sampling, seed, max_seconds)]
+        out, i = [], 0
+        for ps in pieces:
+            out.append(wavs[i] if len(ps) == 1 else torch.cat(wavs[i: i + len(ps)], dim=-1))
+            i += len(ps)
+        return out
 
     def _sample(self, texts: list[str], sampling: list[Sampling], seed: int | None,
                 max_seconds: float | None) -> list[torch.Tensor]:
