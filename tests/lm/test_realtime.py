@@ -91,6 +91,29 @@ def test_duplex_audio_starts_after_its_delay_and_tts_finishes(toys):
     assert tts.tail == round(TTS_TAIL_SECONDS * tts.frame_rate) > 0
 
 
+def test_tts_engine_speaks_a_long_text_as_utterances_each_from_a_fresh_context(toys):
+    tts = load_engine("tts", toys["tts"], max_sessions=2, seed=0)
+    tts.max_words = 3  # "one two three." and "four five six." are two utterances
+    s = tts.open()
+    starts = []
+    begin = tts._next_utterance
+    tts._next_utterance = lambda slot: (begin(slot), starts.append(tts.u[slot]))
+    tts.say(s, "one two three. four five six.")
+    outs = []
+    for _ in range(400):
+        outs.append(tts.step({s: None})[s])
+        if outs[-1].done:
+            break
+    assert outs[-1].done, "the session never finished its two utterances"
+    assert [o.frame for o in outs] == list(range(len(outs)))  # frames keep counting across utterances
+    assert len(starts) == 2 and starts[0] == 0 < starts[1] < len(outs)
+    assert sum(o.done for o in outs) == 1  # done once, after the second utterance
+    row = tts._lm_rows([s])[0]  # the LM context began again with the second utterance
+    assert int(tts.streamer.pos[row]) == len(outs) - starts[1]
+    # silence while the second utterance's delayed codebooks start, as at a session's start
+    assert all(o.audio.abs().max() == 0 for o in outs[starts[1]: starts[1] + tts.lag])
+
+
 def test_full_engine_refuses_and_wrong_inputs_are_clear(toys):
     eng = load_engine("asr", toys["asr"], max_sessions=2)
     a, b = eng.open(), eng.open()

@@ -30,7 +30,16 @@ from .beam import BeamSearch, BeamSettings, beam_frame, lexicon_for
 from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
-from .tasks import TTS_TAIL_SECONDS, Word, WordDecoder, load_codec_for, resolve_word_lm, tts_sampling
+from .tasks import (
+    TTS_MAX_WORDS,
+    TTS_TAIL_SECONDS,
+    Word,
+    WordDecoder,
+    load_codec_for,
+    resolve_word_lm,
+    split_for_speech,
+    tts_sampling,
+)
 
 __all__ = ["SessionsFull", "FrameOut", "Engine", "ASREngine", "TTSEngine", "DuplexEngine", "load_engine",
            "MODES", "toy_lm"]
@@ -336,7 +345,11 @@ class DuplexEngine(Engine):
 
 
 class TTSEngine(Engine):
-    """Text in (:meth:`say`), speech out, one frame per step (the Speaker's rules, per session)."""
+    """Text in (:meth:`say`), speech out, one frame per step (the Speaker's rules, per session).
+
+    Each text said is one utterance, or several when it is longer than ``max_words`` words (split
+    as :meth:`Speaker.speak` splits it); a session speaks its utterances one after another, each
+    from a fresh LM context, and is done when the last has ended."""
 
     mode = "tts"
 
@@ -347,12 +360,15 @@ class TTSEngine(Engine):
         self.audio_delays = [s[i].delay for i in self.audio]
         self.lag = max(self.audio_delays)
         self.tail = int(round(TTS_TAIL_SECONDS * self.frame_rate))  # speech after the end mark, as Speaker
+        self.max_words = TTS_MAX_WORDS
         spec = s[0]
         self.pad, self.epad = spec.pad_id, spec.epad_id
         self.pad_or_epad = torch.zeros(spec.output_vocab, dtype=torch.bool)
         self.pad_or_epad[[self.pad, self.epad]] = True
         n = self.max_sessions
         self.queue: list[deque] = [deque() for _ in range(n)]  # words (piece lists) to say
+        self.later: list[deque] = [deque() for _ in range(n)]  # utterances (word lists) after this one
+        self.u = [0] * n  # the frame where the session's current utterance began
         self.pending: list[list[int]] = [[] for _ in range(n)]
         self.speaking = [False] * n
         self.end_at: list[int | None] = [None] * n
@@ -364,6 +380,8 @@ class TTSEngine(Engine):
 
     def _reset(self, slot):
         self.queue[slot].clear()
+        self.later[slot].clear()
+        self.u[slot] = 0
         self.pending[slot] = []
         self.speaking[slot] = False
         self.end_at[slot] = None
@@ -373,10 +391,24 @@ class TTSEngine(Engine):
     def say(self, slot: int, text: str) -> None:
         if slot not in self._open:
             raise TokenLMError(f"session slot {slot} is not open")
-        words = self.tokenizer.words(text)
-        if not words:
+        if not self.tokenizer.words(text):
             raise TokenLMError(f"nothing to say in {text!r}: no words after normalisation")
-        self.queue[slot].extend(self.tokenizer.encode_word(w) for w in words)
+        pieces = [text] if len(text.split()) <= self.max_words else split_for_speech(text, self.max_words)
+        for piece in pieces:
+            words = [self.tokenizer.encode_word(w) for w in self.tokenizer.words(piece)]
+            if words:
+                self.later[slot].append(words)
+        if not self.speaking[slot]:
+            self._next_utterance(slot)
+
+    def _next_utterance(self, slot: int) -> None:
+        """Start the session's next utterance from a fresh LM context (the first one has it)."""
+        if self.t[slot] > 0:
+            self.streamer.start(self._lm_rows([slot]))
+            self.history[slot].clear()
+        self.u[slot] = self.t[slot]
+        self.queue[slot].extend(self.later[slot].popleft())
+        self.pending[slot] = []
         self.speaking[slot] = True
         self.end_at[slot] = None
 
@@ -391,7 +423,7 @@ class TTSEngine(Engine):
         for r in rows:
             provided[r, self.audio] = UNGENERATED
             for i, d in zip(self.audio, self.audio_delays):
-                if self.t[r] < d:
+                if self.t[r] - self.u[r] < d:
                     provided[r, i] = ZERO
             if self.pending[r]:
                 provided[r, 0] = self.pending[r].pop(0)
@@ -404,6 +436,7 @@ class TTSEngine(Engine):
         tokens = self._lm_step(provided, rows, allowed={0: allow})
         ready = {}
         done = {}
+        more = []  # sessions whose utterance ended with another one to say
         for r in rows:
             t = self.t[r]
             if r in sampled_text and int(tokens[r, 0]) == self.epad:
@@ -412,10 +445,13 @@ class TTSEngine(Engine):
                 else:
                     self.end_at[r] = t
             done[r] = self.end_at[r] is not None and t >= self.end_at[r] + self.lag + self.tail
-            if done[r]:
+            if done[r] and self.later[r]:
+                done[r] = False
+                more.append(r)
+            elif done[r]:
                 self.speaking[r] = False
             self.history[r].append(tokens[r, self.audio].clone())
-            if t >= self.lag:
+            if t - self.u[r] >= self.lag:
                 h = self.history[r]
                 ready[r] = torch.stack([h[len(h) - 1 - (self.lag - d)][q] for q, d in enumerate(self.audio_delays)])
         wavs = self._decode(ready)
@@ -425,6 +461,8 @@ class TTSEngine(Engine):
             words = self.decoders[r].push(t, int(tokens[r, 0]))
             out[r] = FrameOut(t, words, wavs.get(r, torch.zeros(self.hop_length)), done[r])
             self.t[r] += 1
+        for r in more:
+            self._next_utterance(r)
         return out
 
 
