@@ -197,6 +197,14 @@ def test_asr_evaluation_scores_every_group(asr_run, toy, tmp_path):
     table = (tmp_path / "asr_eval.md").read_text()
     assert "| user flite+kal | 2 |" in table and "| all | 5 |" in table
     assert (tmp_path / "asr_eval.json").exists()
+    # long recordings: consecutive utterances of one voice end to end, transcribed in pieces
+    j = evaluate_asr(str(asr_run / "model"), toy / "train.jsonl", tmp_path / "j", limit=5, pocketsphinx=False, join=2)
+    by_voice = {}
+    for x in r["rows"]:
+        by_voice.setdefault(x["voice"], []).append(x["ref"])
+    assert sorted(x["ref"] for x in j["rows"]) == sorted(
+        " ".join(refs[i: i + 2]) for refs in by_voice.values() for i in range(0, len(refs), 2))
+    assert j["join"] == 2 and j["max_seconds"] == 10.0 and "recordings of 2 utterances" in j["decoding"]
 
 
 def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):

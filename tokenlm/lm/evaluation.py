@@ -75,8 +75,11 @@ def _write(out_dir: Path, name: str, result: dict, table: str) -> None:
 
 def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: int | None = None,
                  batch_size: int = 16, pocketsphinx: bool = True, quantize: str | None = None,
-                 beam: int | None = None, word_lm=None) -> dict:
-    """``beam``/``word_lm``: the decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes them."""
+                 beam: int | None = None, word_lm=None, join: int = 1, max_seconds: float | None = None) -> dict:
+    """``beam``/``word_lm``: the decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes them.
+    ``join`` > 1: long recordings, each ``join`` consecutive utterances of one voice end to end,
+    transcribed as ``Transcriber.transcribe`` does (in pieces of at most ``max_seconds``, cut at
+    pauses; 0: in one go; None: the Transcriber's default)."""
     from ..audio import load_audio
     from ..data.manifest import read_manifest
     from .tasks import Transcriber
@@ -85,17 +88,31 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
     if not entries:
         raise TokenLMError(f"{manifest}: no utterances")
     tr = Transcriber(model, quantize=quantize, beam=beam, word_lm=word_lm)
+    if max_seconds is not None:
+        tr.max_seconds = max_seconds if max_seconds > 0 else float("inf")
+    if join > 1:
+        by_voice = defaultdict(list)
+        for e in entries:
+            by_voice[(e.get("engine"), e.get("voice"))].append(e)
+        entries = [{**g[0], "id": f"{g[0]['id']}+{len(g) - 1}", "text": " ".join(x["text"] for x in g),
+                    "audio": [x["audio"] for x in g]}
+                   for es in by_voice.values() for g in (es[i: i + join] for i in range(0, len(es), join))]
     decoding = "greedy" if tr.beam is None else f"beam {tr.beam.beam}" + (" + word LM" if tr.word_lm else "")
     ps = Pocketsphinx() if pocketsphinx else None
     rows, t_ours, t_ps, audio_s = [], 0.0, 0.0, 0.0
     for i in tqdm(range(0, len(entries), batch_size), desc="eval asr", unit="batch", dynamic_ncols=True):
         batch = entries[i: i + batch_size]
-        wavs = [load_audio(e["audio"], tr.codec.sample_rate, tr.codec.channels)[0] for e in batch]
+        wavs = [torch.cat([load_audio(a, tr.codec.sample_rate, tr.codec.channels)[0]
+                           for a in (e["audio"] if isinstance(e["audio"], list) else [e["audio"]])], dim=-1)
+                for e in batch]
         audio_s += sum(w.shape[-1] for w in wavs) / tr.codec.sample_rate
         t0 = time.perf_counter()
-        with torch.no_grad():
-            codes = [tr.encode(w) for w in wavs]
-        words = tr.transcribe_codes(codes, batch_size=batch_size)
+        if join > 1:  # long recordings: as transcribe() does them
+            words = [tr.transcribe(w) for w in wavs]
+        else:
+            with torch.no_grad():
+                codes = [tr.encode(w) for w in wavs]
+            words = tr.transcribe_codes(codes, batch_size=batch_size)
         t_ours += time.perf_counter() - t0
         for e, w, ws in zip(batch, wavs, words):
             row = {"id": e["id"], "voice": e.get("voice"), "engine": e.get("engine"), "ref": e["text"],
@@ -121,7 +138,12 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
               "beam_settings": None if tr.beam is None else asdict(tr.beam), "utterances": len(rows),
               "audio_seconds": round(audio_s, 1),
               "wer": scores, "seconds": {"tokenlm": round(t_ours, 1), "pocketsphinx": round(t_ps, 1)}, "rows": rows}
-    lines = [f"ASR word error rate on {len(rows)} utterances ({audio_s / 60:.1f} min) of `{Path(manifest).name}`"
+    if join > 1:
+        result["join"], result["max_seconds"] = join, None if tr.max_seconds == float("inf") else tr.max_seconds
+        decoding += (f"; recordings of {join} utterances of one voice, transcribed "
+                     + ("in one go" if tr.max_seconds == float("inf") else f"in pieces of <= {tr.max_seconds:g} s"))
+        result["decoding"] = decoding
+    lines = [f"ASR word error rate on {len(rows)} {'recordings' if join > 1 else 'utterances'} ({audio_s / 60:.1f} min) of `{Path(manifest).name}`"
              + (f" (LM weights in {quantize})" if quantize else "") + f"; tokenlm decoding: {decoding}\n",
              "| voices | utterances | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
     for g in ["all"] + sorted(k for k in groups if k != "all"):
