@@ -4,6 +4,9 @@
 
 Long recordings: ``--join 4`` transcribes four consecutive utterances of a voice end to end, as
 ``tokenlm transcribe`` would a long file (in pieces cut at pauses; ``--max-seconds 0``: in one go).
+``--stream``: each recording through a streaming session, as ``tokenlm transcribe --stream`` does
+(greedy unless ``--beam N``; a fresh LM context at a pause once a piece is 3 s long, ``--max-seconds 0``:
+one context throughout).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
                    help="with --join: transcribe in pieces of at most S seconds cut at pauses, as "
                         "'tokenlm transcribe' does (default: its 10 s; 0: in one go)")
+    p.add_argument("--stream", action="store_true",
+                   help="transcribe through streaming sessions (greedy unless --beam N > 0)")
     args = p.parse_args(argv)
     if args.join < 1 or (args.max_seconds is not None and args.max_seconds < 0):
         p.error("--join must be >= 1 and --max-seconds >= 0")
@@ -43,10 +48,10 @@ def main(argv=None) -> int:
     r = evaluate_asr(args.model, args.manifest, args.out_dir, args.limit, args.batch_size, not args.no_pocketsphinx,
                      "int8" if args.int8 else None, args.beam,
                      None if args.lm is None else False if args.lm.lower() == "none" else args.lm,
-                     join=args.join, max_seconds=args.max_seconds)
+                     join=args.join, max_seconds=args.max_seconds, stream=args.stream)
     print((args.out_dir / "asr_eval.md").read_text())
     print(f"tokenlm: {r['seconds']['tokenlm']:.1f} s for {r['audio_seconds']:.0f} s of audio "
-          f"(batched, codec encode included); pocketsphinx: {r['seconds']['pocketsphinx']:.1f} s", file=sys.stderr)
+          f"({'streamed' if args.stream else 'batched'}, codec encode included); pocketsphinx: {r['seconds']['pocketsphinx']:.1f} s", file=sys.stderr)
     return 0
 
 

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
                                   ("timing_temperature", args.timing_temperature)) if v is not None}
     texts = [" ".join(sentences[i: i + args.join]) for i in range(0, len(sentences), args.join)]
     evaluate_tts(args.model, texts[: args.limit], args.out_dir, args.asr or None, args.seed,
-                 asr_beam=args.asr_beam, candidates=args.candidates, max_words=args.max_words, **sampling)
+                 asr_beam=args.asr_beam, candidates=args.candidates, max_words=args.max_words,
+                 unit=f"paragraphs of {args.join} sentences" if args.join > 1 else "sentences", **sampling)
     print((args.out_dir / "tts_eval.md").read_text())
     return 0
 

@@ -205,6 +205,13 @@ def test_asr_evaluation_scores_every_group(asr_run, toy, tmp_path):
     assert sorted(x["ref"] for x in j["rows"]) == sorted(
         " ".join(refs[i: i + 2]) for refs in by_voice.values() for i in range(0, len(refs), 2))
     assert j["join"] == 2 and j["max_seconds"] == 10.0 and "recordings of 2 utterances" in j["decoding"]
+    # through streaming sessions (greedy): the same words as offline greedy decoding of each file
+    s = evaluate_asr(str(asr_run / "model"), toy / "train.jsonl", tmp_path / "s", limit=5, pocketsphinx=False,
+                     beam=0, stream=True)
+    g = evaluate_asr(str(asr_run / "model"), toy / "train.jsonl", tmp_path / "g", limit=5, pocketsphinx=False, beam=0)
+    assert s["stream"] and "streaming, greedy" in s["decoding"] and not g["stream"]
+    assert [x["tokenlm"] for x in s["rows"]] == [x["tokenlm"] for x in g["rows"]]
+    assert all(x["contexts"] >= 1 for x in s["rows"])
 
 
 def test_training_continues_from_a_trained_lm(asr_run, toy, tmp_path):

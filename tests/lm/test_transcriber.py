@@ -59,3 +59,90 @@ def test_a_long_recording_is_transcribed_piece_by_piece_with_its_times():
     got = tr.transcribe(long, sr)
     assert [(w.word, round(w.start, 3)) for w in got] == expect and len(got) > 0
     assert all(x.start <= y.start for x, y in zip(got, got[1:]))
+
+
+def _powers(frames, quiet, level=1e-2, seed=0):
+    """Per-frame powers of "speech" (random around ``level``) with ``quiet`` frames near silence."""
+    g = torch.Generator().manual_seed(seed)
+    p = (level * (0.5 + torch.rand(frames, generator=g))).tolist()
+    for i in quiet:
+        p[i] = 1e-7
+    return p
+
+
+def test_pause_cutter_cuts_in_pauses_once_a_piece_is_long_enough():
+    from tokenlm.lm.tasks import PauseCutter
+
+    fr, look = 25.0, 14
+    # pauses at frames 40-45 (too early: under 3 s into the piece), 120-127 and 250-256
+    quiet = [*range(40, 46), *range(120, 128), *range(250, 257)]
+    power = _powers(400, quiet)
+    cutter = PauseCutter(fr, look, min_seconds=3.0, max_seconds=10.0)
+    cuts = {}
+    for s, p in enumerate(power):
+        r = cutter.push(p)
+        if r is not None:
+            cuts[s] = r
+    assert list(cuts.values()) == [r for r in cuts.values() if r in quiet] and len(cuts) == 2
+    assert all(s - r == look for s, r in cuts.items())  # answered lookahead frames late
+    r1, r2 = cuts.values()
+    assert 120 <= r1 <= 127 and 250 <= r2 <= 256
+    # one context throughout when max_seconds is inf
+    never = PauseCutter(fr, look, max_seconds=float("inf"))
+    assert all(never.push(p) is None for p in power)
+    # no cut before a frame without audio (a session's closing flush)
+    c = PauseCutter(fr, look)
+    got = [c.push(p, audio=i < 118) for i, p in enumerate(power[:200])]
+    assert all(r is None for r in got)
+    # speech that only dips -13 dB: not a pause for a short piece, a place to cut past max_seconds
+    dips = _powers(600, [])
+    for i in range(100, 600, 60):
+        dips[i - 1: i + 2] = [5e-4] * 3
+    c = PauseCutter(fr, look, min_seconds=3.0, max_seconds=10.0)
+    cuts = [r for r in (c.push(p) for p in dips) if r is not None]
+    assert cuts and all(r >= 250 for r in cuts[:1]) and all(b - a >= 250 for a, b in zip(cuts, cuts[1:]))
+    assert all(any(abs(r - i) <= 1 for i in range(100, 600, 60)) for r in cuts)
+
+
+def _session_words(tr, wav, chunk=3200):
+    session = tr.session()
+    words = []
+    for i in range(0, wav.shape[-1], chunk):
+        words += session.push(wav[:, i: i + chunk])
+    return words + session.finish(), session
+
+
+def test_a_streaming_session_starts_fresh_contexts_at_pauses():
+    from tokenlm.lm.realtime import load_engine
+
+    wav, sr = sf.read("examples/data/sample.wav", dtype="float32")
+    wav = torch.as_tensor(wav).reshape(1, -1)
+    gap = torch.zeros(1, sr // 2)
+    long = torch.cat([wav, gap, wav, gap, wav], dim=-1)  # 24 s, half-second pauses between the copies
+    long = torch.nn.functional.pad(long, (0, -long.shape[-1] % 640))  # whole frames, for the engine
+    tr = Transcriber("asr", beam=0)
+    words, session = _session_words(tr, long)
+    assert len(session.cuts) >= 2
+    power = long[0, : long.shape[-1] // 640 * 640].reshape(-1, 640).pow(2).mean(1)
+    for r in session.cuts:  # each at a quiet frame, at least 3 s after the last
+        assert power[r] <= 0.01 * power.max()
+    assert all(b - a >= 75 for a, b in zip([0] + session.cuts, session.cuts))
+    # the live engine (the server's) restarts its sessions alike and writes the same words
+    eng = load_engine("asr", "asr", max_sessions=2)
+    other, slot = eng.open(), eng.open()
+    frames = list(long[0].split(640))
+    got = []
+    for i, f in enumerate(frames):
+        got += eng.step({slot: f} | ({other: frames[-1 - i]} if i % 2 else {}))[slot].words
+    got += eng.flush(slot)
+    assert eng.cuts[slot] == session.cuts and len(eng.cuts[other]) >= 1
+    assert [(w.word, w.start) for w in got] == [(w.word, w.start) for w in words]
+    # one context throughout (max_seconds inf): the same words up to the first cut
+    tr.max_seconds = float("inf")
+    one, alone = _session_words(tr, long)
+    assert alone.cuts == []
+    first = session.cuts[0] / tr.frame_rate
+    before = [w.word for w in words if w.start < first][:-1]
+    assert before and before == [w.word for w in one if w.start < first][: len(before)]
+    assert all(x.start <= y.start for x, y in zip(words, words[1:]))
+    assert len(words) >= 0.8 * len(one)  # later copies are still read after the restarts

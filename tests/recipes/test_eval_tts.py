@@ -22,7 +22,9 @@ def test_paragraphs_of_joined_sentences_are_spoken_in_pieces(tmp_path):
                           "--max-words", "4", "--out-dir", str(out)]) == 0
     res = json.loads((out / "tts_eval.json").read_text())
     assert [r["text"] for r in res["rows"]] == ["The cat sat down. A dog ran home."] and res["max_words"] == 4
-    assert "texts of more than 4 words spoken in pieces" in (out / "tts_eval.md").read_text()
+    table = (out / "tts_eval.md").read_text()
+    assert "texts of more than 4 words spoken in pieces" in table
+    assert "on 1 held-out paragraphs of 2 sentences" in table and "| speech | paragraphs |" in table
     for bad in (["--join", "0"], ["--max-words", "-1"]):
         with pytest.raises(SystemExit):
             eval_tts.main(["--manifest", str(tmp_path / "m.jsonl"), *bad])

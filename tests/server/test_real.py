@@ -52,7 +52,18 @@ def test_asr_stream_matches_offline(real_engines):
     from tokenlm.lm.tasks import Transcriber
 
     engine, _ = real_engines["asr"]
-    _asr_through_server(engine, lambda wav: Transcriber(engine.lm, beam=0).transcribe(wav, 16000))
+    engine.max_seconds = float("inf")  # one LM context throughout, as offline for a file this short
+    try:
+        _asr_through_server(engine, lambda wav: Transcriber(engine.lm, beam=0).transcribe(wav, 16000))
+    finally:
+        del engine.max_seconds  # the class default: fresh contexts at pauses
+    # by default the engine's sessions start fresh LM contexts at pauses, as a streaming session does
+
+    def session_words(wav):
+        session = Transcriber(engine.lm, beam=0).session()
+        return session.push(wav) + session.finish()
+
+    _asr_through_server(engine, session_words)
 
 
 def test_asr_beam_stream_matches_offline_beam(real_engines):
@@ -66,6 +77,7 @@ def test_asr_beam_stream_matches_offline_beam(real_engines):
     engines, _ = load_engines({"asr": None}, max_sessions=2, asr_beam=4)
     beam = engines["asr"]
     assert beam.width == 4 and beam.streamer.batch_size == 8
+    beam.max_seconds = float("inf")  # one LM context throughout, as offline for a file this short
     _asr_through_server(beam, lambda wav: Transcriber(beam.lm, beam=4).transcribe(wav, 16000))
 
 

@@ -75,11 +75,14 @@ def _write(out_dir: Path, name: str, result: dict, table: str) -> None:
 
 def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: int | None = None,
                  batch_size: int = 16, pocketsphinx: bool = True, quantize: str | None = None,
-                 beam: int | None = None, word_lm=None, join: int = 1, max_seconds: float | None = None) -> dict:
+                 beam: int | None = None, word_lm=None, join: int = 1, max_seconds: float | None = None,
+                 stream: bool = False) -> dict:
     """``beam``/``word_lm``: the decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes them.
     ``join`` > 1: long recordings, each ``join`` consecutive utterances of one voice end to end,
     transcribed as ``Transcriber.transcribe`` does (in pieces of at most ``max_seconds``, cut at
-    pauses; 0: in one go; None: the Transcriber's default)."""
+    pauses; 0: in one go; None: the Transcriber's default). ``stream``: each recording through a
+    streaming session (:meth:`~tokenlm.lm.tasks.Transcriber.session`, one at a time; its fresh
+    contexts at pauses follow ``max_seconds`` too), greedy unless ``beam`` > 0."""
     from ..audio import load_audio
     from ..data.manifest import read_manifest
     from .tasks import Transcriber
@@ -98,6 +101,9 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
                     "audio": [x["audio"] for x in g]}
                    for es in by_voice.values() for g in (es[i: i + join] for i in range(0, len(es), join))]
     decoding = "greedy" if tr.beam is None else f"beam {tr.beam.beam}" + (" + word LM" if tr.word_lm else "")
+    if stream:
+        decoding = ("streaming beam search" if beam else "streaming, greedy") + (
+            ", one context" if tr.max_seconds == float("inf") else f", a fresh context at a pause once one holds 3 s (at a lesser dip past {tr.max_seconds:g} s)")
     ps = Pocketsphinx() if pocketsphinx else None
     rows, t_ours, t_ps, audio_s = [], 0.0, 0.0, 0.0
     for i in tqdm(range(0, len(entries), batch_size), desc="eval asr", unit="batch", dynamic_ncols=True):
@@ -107,16 +113,21 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
                 for e in batch]
         audio_s += sum(w.shape[-1] for w in wavs) / tr.codec.sample_rate
         t0 = time.perf_counter()
-        if join > 1:  # long recordings: as transcribe() does them
+        if stream:
+            streamed = [_stream_words(tr, w, beam=bool(beam)) for w in wavs]
+            words, contexts = [w for w, _ in streamed], [n for _, n in streamed]
+        elif join > 1:  # long recordings: as transcribe() does them
             words = [tr.transcribe(w) for w in wavs]
         else:
             with torch.no_grad():
                 codes = [tr.encode(w) for w in wavs]
             words = tr.transcribe_codes(codes, batch_size=batch_size)
         t_ours += time.perf_counter() - t0
-        for e, w, ws in zip(batch, wavs, words):
+        for j, (e, w, ws) in enumerate(zip(batch, wavs, words)):
             row = {"id": e["id"], "voice": e.get("voice"), "engine": e.get("engine"), "ref": e["text"],
                    "tokenlm": " ".join(x.word for x in ws)}
+            if stream:
+                row["contexts"] = contexts[j]  # the LM contexts the session used (fresh ones at pauses)
             if ps is not None:
                 t0 = time.perf_counter()
                 row["pocketsphinx"] = ps.transcribe(w)
@@ -138,10 +149,11 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
               "beam_settings": None if tr.beam is None else asdict(tr.beam), "utterances": len(rows),
               "audio_seconds": round(audio_s, 1),
               "wer": scores, "seconds": {"tokenlm": round(t_ours, 1), "pocketsphinx": round(t_ps, 1)}, "rows": rows}
+    result["stream"] = stream
     if join > 1:
         result["join"], result["max_seconds"] = join, None if tr.max_seconds == float("inf") else tr.max_seconds
-        decoding += (f"; recordings of {join} utterances of one voice, transcribed "
-                     + ("in one go" if tr.max_seconds == float("inf") else f"in pieces of <= {tr.max_seconds:g} s"))
+        decoding += f"; recordings of {join} utterances of one voice" + ("" if stream else ", transcribed " + (
+            "in one go" if tr.max_seconds == float("inf") else f"in pieces of <= {tr.max_seconds:g} s"))
         result["decoding"] = decoding
     lines = [f"ASR word error rate on {len(rows)} {'recordings' if join > 1 else 'utterances'} ({audio_s / 60:.1f} min) of `{Path(manifest).name}`"
              + (f" (LM weights in {quantize})" if quantize else "") + f"; tokenlm decoding: {decoding}\n",
@@ -151,6 +163,17 @@ def evaluate_asr(model: str, manifest: str | Path, out_dir: str | Path, limit: i
     table = "\n".join(lines) + "\n"
     _write(Path(out_dir), "asr_eval", result, table)
     return result
+
+
+def _stream_words(tr, wav: torch.Tensor, beam: bool = False) -> tuple[list, int]:
+    """The words a streaming session gives for ``wav [C, T]`` pushed in 0.2 s chunks, and how many
+    LM contexts it used."""
+    session = tr.session(beam=beam)
+    chunk = int(0.2 * tr.codec.sample_rate)
+    words = []
+    for i in range(0, wav.shape[-1], chunk):
+        words += session.push(wav[:, i: i + chunk])
+    return words + session.finish(), len(session.cuts) + 1
 
 
 def reference_voice_for(voices: str) -> tuple[str, str] | None:
@@ -174,14 +197,15 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
                  seed: int = 0, save_audio: int = 4, reference: tuple[str, str] | str | None = "auto",
                  temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K, asr_beam: int | None = None,
                  candidates: int = 1, timing_temperature: float = TTS_TIMING_TEMPERATURE,
-                 max_words: int | None = None) -> dict:
+                 max_words: int | None = None, unit: str = "sentences") -> dict:
     """WER of the model's speech for ``sentences`` as heard by pocketsphinx and by our ASR
     (sampled with ``temperature``, ``top_k`` and ``timing_temperature``, as ``Speaker.speak``; ``asr_beam``: our ASR's
     decoding, as :class:`~tokenlm.lm.tasks.Transcriber` takes ``beam``). ``candidates`` > 1:
     each sentence is the best of that many takes as our ASR hears them (``Speaker.speak``), so
     our ASR's column is then no longer an independent judge; pocketsphinx's still is.
     ``max_words``: ``Speaker.max_words`` (texts longer than that are spoken in pieces; 0: every
-    text in one go; None: the Speaker's default).
+    text in one go; None: the Speaker's default). ``unit``: what the table calls the texts
+    (``"paragraphs"`` when they are several sentences each).
 
     ``reference``: also judge the voice the model imitates, ``(engine, voice)``, speaking the same
     sentences through the same codec and codebooks (what a perfect model of that voice would
@@ -253,10 +277,10 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         heard += f"; texts of more than {sp.max_words} words spoken in pieces, sentence by sentence"
     elif sp.max_words == sys.maxsize:
         heard += "; every text spoken in one go"
-    table = (f"TTS intelligibility on {len(rows)} held-out sentences ({audio_s / 60:.1f} min of speech, voices: "
+    table = (f"TTS intelligibility on {len(rows)} held-out {unit} ({audio_s / 60:.1f} min of speech, voices: "
              f"{sp.voices}; sampled at temperature {temperature:g}, top-k {top_k}, word timing "
              f"{'greedy' if timing_temperature == 0 else f'at temperature {timing_temperature:g}'}, "
-             f"{sp.tail_seconds:g} s after the end mark{heard})\n\n| speech | sentences | "
+             f"{sp.tail_seconds:g} s after the end mark{heard})\n\n| speech | {unit.split()[0]} | "
              + " | ".join(judges) + " |\n|---|---|"
              + "---|" * len(judges) + f"\n| the model | {len(rows)} | "
              + " | ".join(f"{100 * scores[j]:.1f}%" for j in judges) + " |\n")
@@ -271,7 +295,7 @@ def evaluate_tts(model: str, sentences: list[str], out_dir: str | Path, asr_mode
         for label, sc in ((f"reference: {name}", ref_scores),
                           ("the same voice without the codec", raw_scores)):
             table += f"| {label} | {len(ref_rows)} | " + " | ".join(f"{100 * sc[j]:.1f}%" for j in judges) + " |\n"
-        table += ("\nThe reference row is the voice the model imitates, speaking the same sentences through the "
+        table += (f"\nThe reference row is the voice the model imitates, speaking the same {unit.split()[0]} through the "
                   "same codec: the WER a perfect model would get from these judges. The row below it is that "
                   "voice as it comes from the engine: the difference is the codec's share.\n")
     _write(out_dir, "tts_eval", result, table)

@@ -31,8 +31,10 @@ from .checkpoint import LoadedLM, load_lm
 from .generate import LMStreamer, Sampling
 from .streams import UNGENERATED, ZERO
 from .tasks import (
+    TRANSCRIBE_MAX_SECONDS,
     TTS_MAX_WORDS,
     TTS_TAIL_SECONDS,
+    PauseCutter,
     Word,
     WordDecoder,
     load_codec_for,
@@ -184,9 +186,15 @@ class ASREngine(Engine):
     ``beam=N`` (or :class:`~tokenlm.lm.beam.BeamSettings`): a phone ASR's beam search with its
     lexicon and word language model (``word_lm``: as for :class:`~tokenlm.lm.tasks.Transcriber`,
     None for the checkpoint's own), ``N`` LM rows per session; a word comes out once every
-    history of its session agrees on it (later than greedy's, and better words)."""
+    history of its session agrees on it (later than greedy's, and better words).
+
+    Like :meth:`~tokenlm.lm.tasks.Transcriber.session`, a session starts a fresh LM context at a
+    pause once its current one holds 3 s (:class:`~tokenlm.lm.tasks.PauseCutter`; ``max_seconds``,
+    10 s, sets when any quiet frame will do; inf: never): the audio since the pause is replayed
+    into it, in extra LM steps for the sessions that restart (batched together)."""
 
     mode = "asr"
+    max_seconds = TRANSCRIBE_MAX_SECONDS
 
     def __init__(self, *a, beam: int | BeamSettings | None = None, word_lm=None, **kw):
         if isinstance(beam, bool) or not isinstance(beam, (int, BeamSettings, type(None))):
@@ -199,6 +207,10 @@ class ASREngine(Engine):
         super().__init__(*a, **kw)
         self.delay = self.streams[0].delay
         self.decoders = [WordDecoder(self.tokenizer, self.frame_rate) for _ in range(self.max_sessions)]
+        self.origin = [0] * self.max_sessions  # the frame each session's LM context started at
+        self.cutters: list[PauseCutter | None] = [None] * self.max_sessions
+        self.recent: list[list[torch.Tensor]] = [[] for _ in range(self.max_sessions)]
+        self.cuts: list[list[int]] = [[] for _ in range(self.max_sessions)]  # fresh contexts' first frames
         self.word_lm = None
         if self.settings is not None:
             if not getattr(self.tokenizer, "lexicon", None):
@@ -211,6 +223,9 @@ class ASREngine(Engine):
 
     def _reset(self, slot):
         self.decoders[slot] = WordDecoder(self.tokenizer, self.frame_rate)
+        self.origin[slot], self.recent[slot], self.cuts[slot] = 0, [], []
+        self.cutters[slot] = PauseCutter(self.frame_rate, self.delay - 1, max_seconds=self.max_seconds) \
+            if self.delay > 1 else None
         if self.settings is not None:
             s0 = self.streams[0]
             self.searches[slot] = BeamSearch(self.lexicon, self.settings, self.tokenizer.vocab_size, s0.pad_id,
@@ -224,22 +239,55 @@ class ASREngine(Engine):
             return {}
         codes = self._encode(inputs, rows)
         if self.settings is not None:
-            return self._beam_step(rows, codes)
-        provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
-        provided[:, 0] = self.streams[0].pad_id
-        for r in rows:
-            if r in codes:
-                provided[r, 1: 1 + self.q] = codes[r]
-            if self.t[r] >= self.delay:
-                provided[r, 0] = UNGENERATED
-        tokens = self._lm_step(provided, rows)
-        out = {}
-        for r in rows:
-            t = self.t[r]
-            words = self.decoders[r].push(t - self.delay, int(tokens[r, 0])) if t >= self.delay else []
-            out[r] = FrameOut(t, words)
-            self.t[r] += 1
+            out = self._beam_step(rows, codes)
+        else:
+            provided = torch.full((self.max_sessions, len(self.streams)), ZERO, dtype=torch.long)
+            provided[:, 0] = self.streams[0].pad_id
+            for r in rows:
+                if r in codes:
+                    provided[r, 1: 1 + self.q] = codes[r]
+                if self.t[r] - self.origin[r] >= self.delay:
+                    provided[r, 0] = UNGENERATED
+            tokens = self._lm_step(provided, rows)
+            out = {}
+            for r in rows:
+                t = self.t[r]
+                text = t - self.origin[r] >= self.delay
+                words = self.decoders[r].push(t - self.delay, int(tokens[r, 0])) if text else []
+                out[r] = FrameOut(t, words)
+                self.t[r] += 1
+        self._cut_at_pauses(inputs, codes)
         return out
+
+    def _cut_at_pauses(self, inputs: dict, codes: dict[int, torch.Tensor]) -> None:
+        """Feed each session's frame power to its cutter; sessions at a pause get a fresh LM context
+        with the audio since the pause replayed (text padded), in steps shared by all of them."""
+        restart = {}
+        for r in inputs:
+            cutter = self.cutters[r]
+            if cutter is None:
+                continue
+            c = codes.get(r, torch.full((self.q,), ZERO, dtype=torch.long))
+            self.recent[r] = (self.recent[r] + [c])[-self.delay:]
+            audio = inputs[r] is not None
+            power = float(torch.as_tensor(inputs[r], dtype=torch.float32).pow(2).mean()) if audio else 0.0
+            cut = cutter.push(power, audio)
+            if cut is not None:
+                restart[r] = self.recent[r][len(self.recent[r]) - (self.t[r] - cut):]
+                self.origin[r] = cut
+                self.cuts[r].append(cut)
+        if not restart:
+            return
+        slots = sorted(restart)
+        self.streamer.start(self._lm_rows(slots))
+        w = self.width
+        for i in range(max(len(v) for v in restart.values())):
+            frame = torch.full((self.max_sessions * w, len(self.streams)), ZERO, dtype=torch.long)
+            frame[:, 0] = self.streams[0].pad_id
+            step = [r for r in slots if i < len(restart[r])]
+            for r in step:
+                frame[r * w: (r + 1) * w, 1: 1 + self.q] = restart[r][i]
+            self._lm_step(frame, step)
 
     @property
     def flush_frames(self) -> int:
@@ -252,7 +300,7 @@ class ASREngine(Engine):
         frame[:, 0] = self.streams[0].pad_id  # the text of sessions still within the delay
         for r, c in codes.items():
             frame[r * w: (r + 1) * w, 1: 1 + self.q] = c
-        searching = {r: self.searches[r] for r in rows if self.t[r] >= self.delay}
+        searching = {r: self.searches[r] for r in rows if self.t[r] - self.origin[r] >= self.delay}
         self._lm_step(frame, rows, fn=lambda: beam_frame(st, self.model, searching, frame, w, self.settings.expand))
         out = {}
         for r in rows:
