@@ -146,3 +146,22 @@ def test_a_streaming_session_starts_fresh_contexts_at_pauses():
     assert before and before == [w.word for w in one if w.start < first][: len(before)]
     assert all(x.start <= y.start for x, y in zip(words, words[1:]))
     assert len(words) >= 0.8 * len(one)  # later copies are still read after the restarts
+
+
+def test_a_streaming_beam_search_restarts_alike_in_a_session_and_the_engine():
+    from tokenlm.lm.beam import BeamSettings
+    from tokenlm.lm.realtime import load_engine
+
+    wav, sr = sf.read("examples/data/sample.wav", dtype="float32")
+    wav = torch.as_tensor(wav).reshape(1, -1)
+    long = torch.cat([wav, torch.zeros(1, sr // 2), wav], dim=-1)
+    long = torch.nn.functional.pad(long, (0, -long.shape[-1] % 640))
+    tr = Transcriber("asr", beam=BeamSettings(beam=3))
+    session = tr.session(beam=True)
+    words = session.push(long) + session.finish()
+    assert session.cuts and words
+    eng = load_engine("asr", tr.lm, max_sessions=1, beam=BeamSettings(beam=3))
+    slot = eng.open()
+    got = [w for f in long[0].split(640) for w in eng.step({slot: f})[slot].words] + eng.flush(slot)
+    assert eng.cuts[slot] == session.cuts
+    assert [(w.word, w.start) for w in got] == [(w.word, w.start) for w in words]
