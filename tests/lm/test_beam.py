@@ -63,6 +63,7 @@ def test_streaming_beam_session_writes_the_offline_words(asr):
     offline = t4.transcribe_codes([codes])[0]
     # batched with another (shorter) item: the same words
     assert words(t4.transcribe_codes([codes[:, :40], codes])[1]) == words(offline)
+    t4.max_seconds = float("inf")  # one LM context throughout, as offline for a file this short
     session, streamed, seen_early = t4.session(beam=True), [], False
     for i in range(0, wav.shape[1], 1280):
         got = session.push(wav[:, i: i + 1280])
@@ -86,6 +87,7 @@ def test_realtime_engine_beam_sessions_write_the_offline_words_whenever_they_ste
         offline = Transcriber(tr.lm, codec=tr.codec, beam=settings, word_lm=tr.word_lm).transcribe_codes([codes])[0]
         eng = load_engine("asr", tr.lm, max_sessions=3, beam=settings, word_lm=tr.word_lm)
     assert eng.streamer.batch_size == 12 and eng.width == 4
+    eng.max_seconds = float("inf")  # one LM context throughout, as offline for a file this short
     hop = eng.hop_length
     x = torch.nn.functional.pad(wav[0], (0, -wav.shape[1] % hop))  # the offline encoder pads the last frame
     frames = list(x.split(hop))
