@@ -5,6 +5,7 @@
     tokenlm info FILE [--json]        # a .tok file, an audio file or a codec checkpoint
     tokenlm eval-codec --manifest test.jsonl | --audio FILE_OR_DIR ... [--codec NAME|PATH] [--out-dir DIR]
     tokenlm transcribe speech.wav [--stream] [--json] [--model asr|PATH] [--beam N] [--lm ARPA|none]
+                       [--max-seconds S]
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T] [--candidates N]
                   [--timing-temperature T] [--tail-seconds S]
     tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
@@ -356,7 +357,11 @@ def cmd_transcribe(args) -> int:
     from tokenlm.lm.tasks import Transcriber
 
     word_lm = None if args.lm is None else False if args.lm.lower() == "none" else args.lm
+    if args.max_seconds is not None and not args.max_seconds >= 0:
+        raise TokenLMError(f"--max-seconds must be >= 0, got {args.max_seconds}")
     tr = Transcriber(args.model, quantize="int8" if args.int8 else None, beam=args.beam, word_lm=word_lm)
+    if args.max_seconds is not None:
+        tr.max_seconds = args.max_seconds if args.max_seconds > 0 else float("inf")
     wav, _ = load_audio(args.input, tr.codec.sample_rate, tr.codec.channels)
     duration = wav.shape[-1] / tr.codec.sample_rate
     if args.stream:
@@ -513,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model has a language model, else greedy; with --stream: greedy unless given)")
     p.add_argument("--lm", metavar="ARPA", help="word language model for the beam search (an ARPA file, e.g. "
                    "from recipes/train_word_lm.py or KenLM; 'none': lexicon only); default: the model's own")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="a longer recording is transcribed in pieces of at most S seconds cut at pauses (with "
+                        "--stream: a fresh LM context at a pause once one holds 3 s, at any dip past S); "
+                        "0: in one go (default: 10, the model's training crop)")
     p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("speak", help="text to speech with the bundled (or a trained) TTS model",

@@ -165,3 +165,29 @@ def test_a_streaming_beam_search_restarts_alike_in_a_session_and_the_engine():
     got = [w for f in long[0].split(640) for w in eng.step({slot: f})[slot].words] + eng.flush(slot)
     assert eng.cuts[slot] == session.cuts
     assert [(w.word, w.start) for w in got] == [(w.word, w.start) for w in words]
+
+
+def test_cli_max_seconds_sets_the_pieces_and_the_streaming_contexts(tmp_path, capsys):
+    import json
+
+    from tokenlm.cli import main as cli
+
+    wav, sr = sf.read("examples/data/sample.wav", dtype="float32")
+    wav = torch.as_tensor(wav).reshape(1, -1)
+    long = torch.cat([wav, torch.zeros(1, sr // 2), wav], dim=-1)  # 15.6 s
+    path = tmp_path / "long.wav"
+    sf.write(path, long[0].numpy(), sr, subtype="FLOAT")
+    tr = Transcriber("asr", beam=0)
+    tr.max_seconds = 8.0
+    want = [w.to_dict() for w in tr.transcribe(long, sr)]
+    assert cli(["transcribe", str(path), "--beam", "0", "--json", "--max-seconds", "8"]) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == want
+    tr.max_seconds = float("inf")  # --stream --max-seconds 0: one LM context throughout
+    session = tr.session()
+    want = [w.to_dict() for w in session.push(long) + session.finish()]
+    assert session.cuts == []
+    assert cli(["transcribe", str(path), "--stream", "--json", "--max-seconds", "0"]) == 0
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == want
+    assert cli(["transcribe", str(path), "--max-seconds", "-1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--max-seconds must be >= 0" in err
