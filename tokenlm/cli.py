@@ -9,7 +9,7 @@
     tokenlm speak "Some text." -o speech.wav [--model tts|PATH] [--seed N] [--temperature T] [--candidates N]
                   [--timing-temperature T] [--tail-seconds S]
     tokenlm serve [--host 127.0.0.1] [--port 8998] [--max-sessions 8] [--asr M] [--duplex M] [--tts M]
-                  [--asr-beam N]
+                  [--asr-beam N] [--asr-max-seconds S]
 
 A problem with the input prints one line, ``tokenlm: error: ...``, on stderr and exits 1;
 usage errors exit 2, Ctrl-C exits 130. An unexpected failure prints one line too; set
@@ -594,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr-beam", type=nonneg_int, default=0, metavar="N",
                    help="live ASR with a beam search of width N (its lexicon and word language model): better "
                    "words, later, N LM rows per session (default 0: greedy)")
+    p.add_argument("--asr-max-seconds", type=float, default=None, metavar="S",
+                   help="live ASR: a fresh LM context at a pause once one holds 3 s, at any dip past S seconds "
+                        "(default 10; 0: one context per session, its window sliding)")
     p.set_defaults(func=cmd_serve)
     return parser
 

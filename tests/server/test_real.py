@@ -138,3 +138,18 @@ def test_tts_speaks(real_engines):
     audio = [m.number for m in msgs if m.kind == P.AUDIO]
     assert audio and audio == list(range(len(audio)))
     assert msgs[-1].data["event"] == "done"
+
+
+def test_serve_asr_max_seconds_sets_the_engines_contexts():
+    """`tokenlm serve --asr-max-seconds S` (0: one context per session; negative: an error)."""
+    from tokenlm.errors import TokenLMError
+    from tokenlm.lm.realtime import ASREngine
+    from tokenlm.server.app import load_engines
+
+    for given, want in ((None, ASREngine.max_seconds), (0, float("inf")), (6.5, 6.5)):
+        engines, _ = load_engines({"asr": None}, max_sessions=1, warmup=False, asr_max_seconds=given)
+        if "asr" not in engines:
+            pytest.skip("needs the bundled ASR")
+        assert engines["asr"].max_seconds == want
+    with pytest.raises(TokenLMError, match="--asr-max-seconds must be >= 0"):
+        load_engines({"asr": None}, max_sessions=1, warmup=False, asr_max_seconds=-1)

@@ -551,13 +551,18 @@ def create_app(engines: dict, unavailable: dict[str, str] | None = None, frame_w
 
 def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: str = "cpu",
                  warmup: bool = True, quantize: str | None = None,
-                 compile: bool = False, asr_beam: int = 0) -> tuple[dict, dict[str, str]]:
+                 compile: bool = False, asr_beam: int = 0,
+                 asr_max_seconds: float | None = None) -> tuple[dict, dict[str, str]]:
     """Engines for each mode in ``models`` (mode -> model, None for the bundled default, "none" to
     switch the mode off). A bundled default that is missing makes that mode unavailable; a model the
     user named that fails to load is an error. ``quantize="int8"``: int8 LM weights; ``compile``: the LM
     steps through torch.compile (for GPUs; the warm-up step pays for the compilation); ``asr_beam``:
-    the ASR's beam width (0: greedy; see :class:`~tokenlm.lm.realtime.ASREngine`)."""
+    the ASR's beam width (0: greedy; see :class:`~tokenlm.lm.realtime.ASREngine`); ``asr_max_seconds``:
+    its sessions' ``max_seconds`` (fresh LM contexts at pauses; 0: one context; None: the default)."""
     from tokenlm.lm.realtime import load_engine
+
+    if asr_max_seconds is not None and not asr_max_seconds >= 0:
+        raise TokenLMError(f"--asr-max-seconds must be >= 0, got {asr_max_seconds}")
 
     engines, unavailable = {}, {}
     for mode in P.MODES:
@@ -576,6 +581,8 @@ def load_engines(models: dict[str, str | None], max_sessions: int = 8, device: s
                 raise TokenLMError(f"--{mode} {model}: {e}") from None
             unavailable[mode] = " ".join(str(e).split())
             continue
+        if mode == "asr" and asr_max_seconds is not None:
+            engine.max_seconds = asr_max_seconds if asr_max_seconds > 0 else float("inf")
         if warmup:
             _warm_up(engine)
         engines[mode] = engine
@@ -676,7 +683,8 @@ def serve_command(args) -> int:
         engines, unavailable = load_engines({m: getattr(args, m) for m in P.MODES}, args.max_sessions, args.device,
                                             quantize="int8" if getattr(args, "int8", False) else None,
                                             compile=getattr(args, "compile", False),
-                                            asr_beam=getattr(args, "asr_beam", 0))
+                                            asr_beam=getattr(args, "asr_beam", 0),
+                                            asr_max_seconds=getattr(args, "asr_max_seconds", None))
         run_server(engines, unavailable, args.host, args.port)
     finally:
         log.removeHandler(handler)
