@@ -35,12 +35,14 @@ lint: $(STAMP)
 
 # Debian packages the speech corpus needs (tokenlm.data: TTS libraries and text) and the classic
 # codecs the evaluation compares with (codec2, opus-tools). Installed when missing.
-SPEECH_PKGS := espeak-ng libespeak-ng1 espeak-ng-data flite libflite1 wordnet-base fortunes codec2 opus-tools
+SPEECH_PKGS := espeak-ng libespeak-ng1 espeak-ng-data flite libflite1 wordnet-base fortunes codec2 opus-tools \
+	festival festvox-kdlpc16k
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 speech-deps:
 	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v c2enc >/dev/null \
-		&& command -v opusenc >/dev/null \
+		&& command -v opusenc >/dev/null && command -v festival >/dev/null \
+		&& test -d /usr/share/festival/voices/english/ked_diphone \
 		&& test -e /usr/share/wordnet/data.noun && test -d /usr/share/games/fortunes; then :; \
 	elif command -v apt-get >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SPEECH_PKGS); \

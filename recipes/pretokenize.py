@@ -9,6 +9,10 @@ Resumable: shards already written are skipped, so rerunning after an interruptio
 With another tokenizer (e.g. a phone lexicon for TTS) and codes already made, skip the codec:
     python recipes/pretokenize.py --manifest M --tokenizer runs/phones.model --from-shards data/tokens/train \
         --out data/tokens_phones/train
+Codec-resynthesized copies (the codes of --from-shards decoded by a decoder, e.g. a TTS's own, and
+encoded again by --codec: an ASR that reads decoded speech as well as recorded speech):
+    python recipes/pretokenize.py --manifest M --tokenizer T --from-shards data/tokens/train \
+        --resynth tokenlm/lm/pretrained/tts/codec --out data/tokens_rt/train
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--from-shards", type=Path, nargs="+", metavar="DIR", help="take the codes from these shard "
                    "folders (made from the same audio with the same codec) instead of encoding the audio again")
+    p.add_argument("--resynth", metavar="CODEC", help="with --from-shards: decode their codes with this codec "
+                   "(name or path; same codes) and encode the audio again with --codec")
     p.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave as is)")
     args = p.parse_args(argv)
+    if args.resynth and not args.from_shards:
+        p.error("--resynth needs --from-shards")
 
     import torch
     from accelerate import PartialState
@@ -55,13 +63,20 @@ def main(argv=None) -> int:
     if args.from_shards:
         src = TokenShards(args.from_shards)
         codes_of = dict(zip(src.ids, src.codes))
-        args.codec = src.info.get("codec_name", args.codec)
+        if not args.resynth:
+            args.codec = src.info.get("codec_name", args.codec)
     codec = tc.load(args.codec).to(state.device).eval()
-    if codes_of is not None and src.meta["codec"] != codec.token_fingerprint:
+    decoder = None
+    if args.resynth:
+        decoder = tc.load(args.resynth).to(state.device).eval()
+        if src.meta["codec"] != decoder.token_fingerprint:
+            raise TokenLMError(f"{args.from_shards[0]}: its codes come from another codec than {args.resynth}")
+    elif codes_of is not None and src.meta["codec"] != codec.token_fingerprint:
         raise TokenLMError(f"{args.from_shards[0]}: its codes come from another codec than {args.codec}")
-    if codes_of is not None and args.codebooks and args.codebooks != src.meta["num_codebooks"]:
+    if decoder is None and codes_of is not None and args.codebooks and args.codebooks != src.meta["num_codebooks"]:
         codes_of = {k: v[: args.codebooks] for k, v in codes_of.items()}
-    q = args.codebooks or (src.meta["num_codebooks"] if codes_of is not None else codec.num_codebooks)
+    q = args.codebooks or (src.meta["num_codebooks"] if codes_of is not None and decoder is None
+                           else codec.num_codebooks)
     if not 1 <= q <= codec.num_codebooks:
         raise TokenLMError(f"--codebooks must be in 1..{codec.num_codebooks}, got {q}")
     meta = {"codec": codec.token_fingerprint, "codec_name": str(args.codec), "tokenizer": tokenizer.digest,
@@ -75,7 +90,10 @@ def main(argv=None) -> int:
                desc="pretokenize", unit="utt", disable=not state.is_main_process, dynamic_ncols=True)
     dropped = 0
     for i in todo:
-        shard = tokenize_entries(chunks[i], _Limited(codec, q), tokenizer, state.device, codes_of)
+        made = codes_of
+        if decoder is not None:
+            made = {e["id"]: _resynth(codes_of, e["id"], decoder, codec, q, state.device) for e in chunks[i]}
+        shard = tokenize_entries(chunks[i], _Limited(codec, q), tokenizer, state.device, made)
         write_shard(args.out / f"shard-{i:05d}.safetensors", shard, meta)
         dropped += shard["dropped_words"]
         bar.update(len(chunks[i]))
@@ -87,6 +105,21 @@ def main(argv=None) -> int:
         print(f"{args.out}: {len(chunks)} shards, {len(entries)} utterances"
               + (f"; {dropped} words did not fit their utterance" if dropped else ""), file=sys.stderr)
     return 0
+
+
+def _resynth(codes_of, utt_id, decoder, codec, q, device):
+    """``utt_id``'s codes decoded by ``decoder`` and encoded again by ``codec`` (first ``q`` codebooks)."""
+    import torch
+
+    from tokenlm.errors import TokenLMError
+
+    if utt_id not in codes_of:
+        raise TokenLMError(f"utterance {utt_id!r} is not in the shards its codes should come from")
+    codes = codes_of[utt_id]
+    with torch.inference_mode():
+        wav = decoder.decode(codes[None].to(device))
+        new = codec.encode(wav, num_codebooks=q)[0].cpu()
+    return new[:, : codes.shape[1]]
 
 
 class _Limited:

@@ -3,12 +3,15 @@
     python recipes/speak_manifest.py --manifest data/corpus60/test.jsonl --voices kal16,awb --limit 60 \\
         --out eval/seen
     python recipes/speak_manifest.py --manifest data/corpus60/test.jsonl --voices kal16 --limit 30 --out eval/kal16
+    python recipes/speak_manifest.py --manifest pool.jsonl --engine festival --voices ked --rate 0.85 1.2 \
+        --pitch 0.85 1.2 --out data/ked --name train.jsonl --skip-errors
 
 Separates what a model knows of a voice from what it knows of a sentence: the test split's
 sentences spoken by a *training* voice measure unseen text in a known voice (eval_asr.py), and a
 TTS model's own voice speaking its test sentences is the reference its output is judged against
 (eval_codec.py --wer: what the codec's round trip alone costs). Utterance i takes voice
-i mod len(voices). Writes OUT/audio/*.wav (16 kHz) and OUT/test.jsonl (or --name) with the
+i mod len(voices); --rate and --pitch draw each utterance's speaking rate and pitch factors
+from a range (seeded by --seed and the utterance's id: the same command gives the same audio). Writes OUT/audio/*.wav (16 kHz) and OUT/test.jsonl (or --name) with the
 engine's word timings, ready for eval_asr.py, eval_codec.py or pretokenize.py. Run it again to
 redo; the manifest is written last.
 """
@@ -16,6 +19,7 @@ redo; the manifest is written last.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -27,7 +31,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--manifest", required=True, help="the manifest whose sentences are spoken")
     p.add_argument("--voices", required=True, help="comma-separated voices, used in turn (e.g. kal16,awb)")
-    p.add_argument("--engine", default="flite", choices=["flite", "espeak-ng"], help="the engine (default flite)")
+    p.add_argument("--engine", default="flite", choices=["flite", "espeak-ng", "festival"],
+                   help="the engine (default flite; festival: apt-get install festival festvox-kdlpc16k)")
+    p.add_argument("--rate", type=float, nargs=2, metavar=("LO", "HI"), help="speaking-rate factor of each "
+                   "utterance, uniform in LO..HI (default: the voice's own)")
+    p.add_argument("--pitch", type=float, nargs=2, metavar=("LO", "HI"), help="pitch factor of each utterance, "
+                   "uniform in LO..HI (default: the voice's own)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rate and pitch draws (default 0)")
     p.add_argument("--limit", type=int, help="the first N utterances only")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the audio and the manifest")
     p.add_argument("--name", default="test.jsonl", help="file name of the new manifest (default test.jsonl)")
@@ -39,6 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--limit must be >= 1")
     if not [v for v in args.voices.split(",") if v.strip()]:
         p.error("--voices names no voice")
+    for name in ("rate", "pitch"):
+        r = getattr(args, name)
+        if r is not None and not 0 < r[0] <= r[1]:
+            p.error(f"--{name} needs 0 < LO <= HI, got {r[0]} {r[1]}")
     return args
 
 
@@ -60,14 +74,17 @@ def main(argv=None) -> int:
             raise TokenLMError(f"{args.manifest}: no utterances")
         engine = get_engine(args.engine)
         for v in voices:
-            if args.engine == "flite" and v not in engine.voices():
-                raise TokenLMError(f"flite has no voice {v!r}; choose from {', '.join(engine.voices())}")
+            if args.engine != "espeak-ng" and v not in engine.voices():
+                raise TokenLMError(f"{args.engine} has no voice {v!r}; choose from {', '.join(engine.voices())}")
         (out_dir / "audio").mkdir(parents=True, exist_ok=True)
         new, skipped = [], 0
         for i, e in enumerate(tqdm(entries, desc="speak", unit="utt", disable=True if args.no_progress else None)):
             voice = voices[i % len(voices)]
+            rng = random.Random(f"speak:{args.seed}:{e['id']}")
+            rate = round(rng.uniform(*args.rate), 3) if args.rate else 1.0
+            pitch = round(rng.uniform(*args.pitch), 3) if args.pitch else 1.0
             try:
-                wav, words = engine.synthesize(e["text"], voice=voice)
+                wav, words = engine.synthesize(e["text"], voice=voice, rate=rate, pitch=pitch)
             except TokenLMError:
                 if not args.skip_errors:
                     raise
@@ -78,7 +95,8 @@ def main(argv=None) -> int:
             save_audio(path, wav, SAMPLE_RATE)
             new.append({"id": uid, "audio": str(path.resolve()), "text": e["text"], "words": words, "voice": voice,
                         "engine": args.engine, "duration": round(wav.shape[-1] / SAMPLE_RATE, 6),
-                        "sample_rate": SAMPLE_RATE, "split": e.get("split", "test"), "source": e["id"]})
+                        "sample_rate": SAMPLE_RATE, "split": e.get("split", "test"), "source": e["id"],
+                        **({"rate": rate} if args.rate else {}), **({"pitch": pitch} if args.pitch else {})})
         if not new:
             raise TokenLMError(f"{args.manifest}: the engine could speak none of its {len(entries)} sentences")
         write_manifest(out_dir / args.name, new)

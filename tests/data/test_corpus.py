@@ -205,7 +205,40 @@ def test_rate_pitch_and_bad_voices():
     with pytest.raises(TokenLMError, match="empty"):
         fl.synthesize("   ", "slt")
     with pytest.raises(TokenLMError, match="unknown TTS engine"):
-        tts.get_engine("festival")
+        tts.get_engine("festivox")
+
+
+HAVE_KED = tts.engine_available("festival") and "ked" in tts.get_engine("festival").voices()
+needs_ked = pytest.mark.skipif(not HAVE_KED, reason="needs festival and festvox-kdlpc16k (make speech-deps)")
+
+
+@needs_ked
+def test_festival_speaks_with_word_times_rate_and_pitch():
+    import torchaudio
+
+    fe = tts.get_engine("festival")
+    text = 'The quick brown fox, "Jumps" over the lazy dog - twice in 2024!'
+    wav, words = fe.synthesize(text, "ked")
+    assert wav.dtype == torch.float32 and wav.shape[0] == 1
+    assert [w["word"] for w in words] == T.words_of(text)[:9] + ["twice", "in", "2024"]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and all(w["start"] < w["end"] <= wav.shape[-1] / 16000 for w in words)
+    assert words[0]["start"] > 0.1 and wav[0, : int(words[0]["start"] * 16000) - 320].abs().max() < 0.01
+    slow, _ = fe.synthesize("The quick brown fox jumps over the lazy dog.", "ked", rate=0.85)
+    fast, _ = fe.synthesize("The quick brown fox jumps over the lazy dog.", "ked", rate=1.2)
+    assert fast.shape[-1] < 0.85 * slow.shape[-1]
+    f0 = {p: torchaudio.functional.detect_pitch_frequency(
+        fe.synthesize("The gardener planted a bed of roses near the old house.", "ked", pitch=p)[0], 16000,
+        freq_low=60, freq_high=400).median().item() for p in (0.8, 1.25)}
+    assert f0[1.25] > 1.2 * f0[0.8]
+    # a sentence festival cannot speak is an error, and the engine goes on with the next one
+    with pytest.raises(TokenLMError, match="festival could not synthesize"):
+        fe.synthesize("- --", "ked")
+    assert [w["word"] for w in fe.synthesize("Still here.", "ked")[1]] == ["Still", "here"]
+    with pytest.raises(TokenLMError, match="festival has no voice 'slt'"):
+        fe.synthesize("Hello there.", "slt")
+    with pytest.raises(TokenLMError, match="empty"):
+        fe.synthesize("  ", "ked")
 
 
 # ---- the builder -------------------------------------------------------------------------------------

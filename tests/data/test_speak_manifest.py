@@ -69,3 +69,23 @@ def test_speak_manifest_skip_errors_leaves_out_unspeakable_sentences(tmp_path):
     assert "1 sentences the engine could not speak" in r.stdout
     new = read_manifest(tmp_path / "lenient" / "train.jsonl")
     assert [e["source"] for e in new] == ["t0", "t2"] and {e["split"] for e in new} == {"test"}
+
+
+@pytest.mark.skipif(not engine_available("flite"), reason="needs libflite1 (make speech-deps)")
+def test_speak_manifest_draws_rate_and_pitch_per_utterance_from_the_seed(tmp_path):
+    src = _manifest(tmp_path)
+    base = CMD + ["--manifest", str(src), "--voices", "kal16", "--rate", "0.8", "1.25", "--pitch", "0.9", "1.1",
+                  "--no-progress"]
+    got = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        r = subprocess.run(base + ["--seed", seed, "--out", str(tmp_path / name)], capture_output=True, text=True,
+                           cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        got[name] = read_manifest(tmp_path / name / "test.jsonl")
+    a, b, c = ([(e["rate"], e["pitch"], e["duration"]) for e in got[k]] for k in "abc")
+    assert a == b and a != c  # the same seed speaks the same way
+    assert all(0.8 <= r <= 1.25 and 0.9 <= p <= 1.1 for r, p, _ in a)
+    assert len({r for r, _, _ in a}) == 3
+    r = subprocess.run(base[:6] + ["--rate", "1.2", "0.8", "--out", str(tmp_path / "x")], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2 and "--rate needs 0 < LO <= HI" in r.stderr

@@ -88,6 +88,31 @@ def test_shards_hold_codes_and_aligned_text(toy):
     assert r.returncode == 0 and before == {p: p.stat().st_mtime_ns for p in (toy / "tokens").glob("shard-*")}
 
 
+def test_resynthesized_shards_are_the_codes_decoded_and_encoded_again(toy, tmp_path):
+    import tokenlm.codecs as tc
+    from tokenlm.lm.data import TokenShards
+
+    base = ["--manifest", toy / "train.jsonl", "--tokenizer", toy / "tok.model", "--shard-size", "4"]
+    r = run("pretokenize.py", *base, "--from-shards", toy / "tokens", "--resynth", "tiny", "--codec", "tiny",
+            "--out", tmp_path / "rt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    src, rt = TokenShards(toy / "tokens"), TokenShards(tmp_path / "rt")
+    assert rt.ids == src.ids and rt.meta == src.meta
+    codec = tc.load("tiny").eval()
+    changed = 0
+    for a, b, ta, tb in zip(src.codes, rt.codes, src.text, rt.text):
+        with torch.inference_mode():
+            want = codec.encode(codec.decode(a[None]))[0][:, : a.shape[1]]
+        assert torch.equal(b, want) and torch.equal(ta, tb)  # same words at the same frames
+        changed += int((a != b).any())
+    assert changed  # the round trip is not the identity, or this would teach nothing
+    r = run("pretokenize.py", *base, "--resynth", "tiny", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "--resynth needs --from-shards" in r.stderr
+    r = run("pretokenize.py", *base, "--from-shards", toy / "tokens", "--resynth", "default", "--codec", "tiny",
+            "--out", tmp_path / "bad")
+    assert r.returncode == 1 and "another codec than default" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.skipif(not __import__("tokenlm.data.tts", fromlist=["x"]).engine_available("flite"),
                     reason="needs libflite1 (make speech-deps)")
 def test_a_phone_asr_writes_lexicon_words_offline_and_streaming(toy, tmp_path):

@@ -6,7 +6,7 @@ Each line holds::
      "audio": "audio/train/train-000042.wav",  # relative to the manifest's folder, or absolute
      "text": "The dog barked twice.",
      "words": [{"word": "The", "start": 0.21, "end": 0.33}, ...],  # seconds; may be [] or absent
-     "voice": "en-us+m3", "engine": "espeak-ng",   # engine: espeak-ng | flite | user
+     "voice": "en-us+m3", "engine": "espeak-ng",   # engine: espeak-ng | flite | festival | user
      "duration": 2.48, "sample_rate": 16000, "split": "train"}   # split: train | valid | test
 
 Word times are in seconds from the start of the file, in order (starts never go back), each
@@ -40,7 +40,7 @@ __all__ = [
     "manifest_from_folder",
 ]
 
-ENGINES = ("espeak-ng", "flite", "user")
+ENGINES = ("espeak-ng", "flite", "festival", "user")
 SPLITS = ("train", "valid", "test")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 KEYS = ("id", "audio", "text", "words", "voice", "engine", "duration", "sample_rate", "split")

@@ -1,4 +1,4 @@
-"""Text to speech with word timings, in process, from Debian's espeak-ng and flite.
+"""Text to speech with word timings from Debian's espeak-ng and flite (in process) and festival.
 
 Both engines are driven through their C libraries with :mod:`ctypes` (no extra Python
 package, no process per sentence), and both report where each word is in the audio:
@@ -14,6 +14,12 @@ package, no process per sentence), and both report where each word is in the aud
   and their first and last segments, whose end times bound the word. Voices ``kal16``, ``awb``,
   ``rms``, ``slt`` (16 kHz; the 8 kHz ``kal`` is left out).
 
+- **festival** (``festival`` and a voice package: ``festvox-kdlpc16k`` for ``ked``, a US male,
+  ``festvox-kallpc16k`` for ``kal``): one long-lived ``festival --pipe`` process per engine, fed
+  Scheme; each utterance's wave goes through a temporary file and its Token relation gives the
+  word times (the first and last word of each token). More speakers for training: its voices are
+  not among the corpus's test voices.
+
 Every engine's :meth:`synthesize` returns ``(wav, words)``: ``wav`` a float32 ``[1, T]`` tensor
 at 16 kHz, ``words`` one ``{"word", "start", "end"}`` dict (seconds) per space-separated token
 of the text, in order, with punctuation stripped from the word. A token that the engine does not
@@ -22,7 +28,8 @@ speak raises :class:`~tokenlm.errors.TokenLMError`, as does a library that canno
 
 ``rate`` and ``pitch`` are factors around the voice's own (1.0 = as the voice is): espeak-ng
 speaks at ``175 * rate`` words per minute with pitch parameter ``50 + 100 * (pitch - 1)``;
-flite stretches durations by ``1 / rate`` and shifts F0 by ``pitch`` (``rms`` ignores the shift).
+flite stretches durations by ``1 / rate`` and shifts F0 by ``pitch`` (``rms`` ignores the shift);
+festival stretches durations by ``1 / rate`` and scales the target F0 mean and range by ``pitch``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 from bisect import bisect_right
 from pathlib import Path
@@ -48,6 +57,8 @@ __all__ = [
     "FLITE_VOICES",
     "EspeakEngine",
     "FliteEngine",
+    "FESTIVAL_VOICES",
+    "FestivalEngine",
     "get_engine",
     "engine_available",
     "synthesize",
@@ -57,11 +68,13 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 16000
-ENGINES = ("espeak-ng", "flite")
+ENGINES = ("espeak-ng", "flite", "festival")
 ESPEAK_ACCENTS = (
     "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
 )
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+# festival voice -> (its Scheme function, its Debian package)
+FESTIVAL_VOICES = {"ked": ("voice_ked_diphone", "festvox-kdlpc16k"), "kal": ("voice_kal_diphone", "festvox-kallpc16k")}
 # espeak-ng variants left out of espeak_voices() by default: a speed test, robots and effects
 ESPEAK_NOVELTY_VARIANTS = frozenset(
     {"fast", "Demonic", "UniRobot", "anikaRobot"} | {f"robosoft{i}" for i in ("", 2, 3, 4, 5, 6, 7, 8)}
@@ -437,6 +450,176 @@ class FliteEngine:
         return spans
 
 
+_FESTIVAL_INIT = r"""
+(define (tokenlm_voice fn)
+  (eval (list fn))
+  (set! tokenlm_stretch (Parameter.get 'Duration_Stretch))
+  (if (not tokenlm_stretch) (set! tokenlm_stretch 1.0))
+  (set! tokenlm_int (if (boundp 'int_lr_params) int_lr_params nil))
+  (format t "@@VOICE@@ %s\n" current-voice))
+(define (tokenlm_scaled pitch)
+  (mapcar (lambda (x) (if (member (car x) '(target_f0_mean target_f0_std)) (list (car x) (* pitch (car (cdr x)))) x))
+          tokenlm_int))
+(define (tokenlm_words utt)
+  (let ((tok (utt.relation.first utt 'Token)))
+    (while tok
+      (format t "T")
+      (mapcar (lambda (w) (format t "\t%f\t%f" (item.feat w "word_start") (item.feat w "word_end")))
+              (item.daughters tok))
+      (format t "\n")
+      (set! tok (item.next tok)))))
+(define (tokenlm_say text rate pitch path)
+  (set! tokenlm_ok nil)
+  (unwind-protect
+    (begin
+      (Parameter.set 'Duration_Stretch (/ tokenlm_stretch rate))
+      (if tokenlm_int (set! int_lr_params (tokenlm_scaled pitch)))
+      (set! utt (SynthText text))
+      (utt.save.wave utt path 'riff)
+      (tokenlm_words utt)
+      (set! tokenlm_ok t))
+    nil)
+  (format t "@@END@@ %s\n" (if tokenlm_ok "ok" "error")))
+"""
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class FestivalEngine:
+    """festival through one ``festival --pipe`` process (started on first use; Scheme in, word
+    times out). Use :func:`get_engine`."""
+
+    name = "festival"
+    package = "festival"
+
+    def __init__(self) -> None:
+        self._exe = shutil.which("festival")
+        if self._exe is None:
+            raise TokenLMError("festival is not installed: sudo apt-get install festival festvox-kdlpc16k")
+        self.version = _debian_version("festival") or "2.x"
+        self._proc = None
+        self._voice_now = None
+        self._tmp = None
+        self._lock = threading.Lock()
+
+    def voices(self) -> list[str]:
+        """The festival voices whose Debian package is installed."""
+        return [v for v, (_fn, pkg) in FESTIVAL_VOICES.items() if _debian_version(pkg)]
+
+    def _start(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tokenlm-festival-")
+        self._err = open(Path(self._tmp.name) / "stderr.txt", "w+")
+        # festival buffers a pipe's output; stdbuf makes each line arrive as it is written
+        cmd = ([shutil.which("stdbuf"), "-o0"] if shutil.which("stdbuf") else []) + [self._exe, "--pipe"]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
+                                      text=True, bufsize=1)
+        self._send(_FESTIVAL_INIT)
+        self._voice_now = None
+
+    def _send(self, scheme: str) -> None:
+        try:
+            self._proc.stdin.write(scheme + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._died()
+
+    def _died(self):
+        self._err.seek(0)
+        tail = " ".join(self._err.read().split())[-300:]
+        self._proc = None
+        raise TokenLMError(f"festival stopped unexpectedly{': ' + tail if tail else ''}")
+
+    def _read_until(self, marker: str) -> tuple[list[str], str]:
+        lines = []
+        while True:
+            line = self._proc.stdout.readline()
+            if not line:
+                self._died()
+            line = line.rstrip("\n")
+            if line.startswith(marker):
+                return lines, line[len(marker):].strip()
+            lines.append(line)
+
+    def _select(self, voice: str) -> None:
+        if voice not in FESTIVAL_VOICES:
+            raise TokenLMError(f"festival has no voice {voice!r}; choose from {', '.join(FESTIVAL_VOICES)}")
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        if self._voice_now != voice:
+            fn, pkg = FESTIVAL_VOICES[voice]
+            if not _debian_version(pkg):
+                raise TokenLMError(f"festival voice {voice!r} is not installed: sudo apt-get install {pkg}")
+            self._send(f"(tokenlm_voice '{fn})")
+            self._read_until("@@VOICE@@")
+            self._voice_now = voice
+
+    def synthesize(self, text: str, voice: str = "ked", rate: float = 1.0, pitch: float = 1.0):
+        """Speak ``text`` with ``voice``; returns ``(wav [1, T] float32 at 16 kHz, words)``."""
+        import soundfile as sf
+
+        tokens = text.split()
+        if not tokens:
+            raise TokenLMError("nothing to say: the text is empty")
+        if not (rate > 0 and pitch > 0):
+            raise TokenLMError(f"rate and pitch must be > 0, got {rate} and {pitch}")
+        flat = " ".join(tokens)
+        with self._lock:
+            self._select(voice)
+            path = Path(self._tmp.name) / "utt.wav"
+            path.unlink(missing_ok=True)
+            try:
+                self._send(f"(tokenlm_say {_scheme_string(flat)} {float(rate)!r} {float(pitch)!r} "
+                           f"{_scheme_string(str(path))})")
+                lines, status = self._read_until("@@END@@")
+            except TokenLMError as e:  # the next call starts a new process
+                raise TokenLMError(f"festival could not synthesize {text!r} ({e})") from None
+            if status != "ok" or not path.is_file():
+                raise TokenLMError(f"festival could not synthesize {text!r}")
+            samples, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        spans = []
+        for line in lines:
+            if not line.startswith("T"):
+                continue
+            times = [float(x) for x in line.split("\t")[1:]]
+            pairs = [(a, b) for a, b in zip(times[0::2], times[1::2]) if b > a]
+            spans.append((pairs[0][0], pairs[-1][1]) if pairs else (None, None))
+        if len(spans) != len(tokens):
+            raise TokenLMError(f"festival read {len(spans)} tokens where the text has {len(tokens)}: {text!r}")
+        if samples.size == 0:
+            raise TokenLMError("festival produced no audio")
+        dur = samples.shape[0] / sr
+        words = []
+        for tok, (start, end) in zip(tokens, spans):
+            if start is None:
+                if _HAS_WORD.search(tok):
+                    raise TokenLMError(f"festival spoke no word for {tok!r} in {text!r}")
+                continue
+            words.append({"word": _word(tok), "start": min(start, dur), "end": min(end, dur)})
+        wav = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1)))[None]
+        return resample(wav, sr, SAMPLE_RATE), words
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()
+                self._proc.wait(timeout=5)
+            except (OSError, subprocess.SubprocessError):
+                self._proc.kill()
+            self._proc = None
+        if self._tmp is not None:
+            self._err.close()
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 def _debian_version(package: str) -> str | None:
     try:
         out = subprocess.run(
@@ -451,11 +634,11 @@ def _debian_version(package: str) -> str | None:
 
 _ENGINES: dict[str, object] = {}
 _ENGINES_LOCK = threading.Lock()
-_ENGINE_CLASSES = {"espeak-ng": EspeakEngine, "flite": FliteEngine}
+_ENGINE_CLASSES = {"espeak-ng": EspeakEngine, "flite": FliteEngine, "festival": FestivalEngine}
 
 
 def get_engine(name: str):
-    """The process's engine ``name`` ("espeak-ng" or "flite"), started on first use."""
+    """The process's engine ``name`` ("espeak-ng", "flite" or "festival"), started on first use."""
     if name not in _ENGINE_CLASSES:
         raise TokenLMError(f"unknown TTS engine {name!r}; choose from {', '.join(ENGINES)}")
     with _ENGINES_LOCK:
@@ -476,10 +659,10 @@ def engine_available(name: str) -> bool:
 
 def synthesize(text: str, engine: str = "espeak-ng", voice: str | None = None, rate: float = 1.0, pitch: float = 1.0):
     """Speak ``text``: ``(wav [1, T] float32 at 16 kHz, words)``. ``voice`` defaults to the engine's
-    first (``en-us`` / ``kal16``)."""
+    first (``en-us`` / ``kal16`` / ``ked``)."""
     eng = get_engine(engine)
     if voice is None:
-        voice = "en-us" if engine == "espeak-ng" else "kal16"
+        voice = {"espeak-ng": "en-us", "flite": "kal16", "festival": "ked"}[engine]
     return eng.synthesize(text, voice, rate=rate, pitch=pitch)
 
 
