@@ -60,7 +60,7 @@ def test_write_is_atomic_and_checks_entries(tmp_path):
     write_manifest(path, [entry(tmp_path)])
     before = path.read_text()
     with pytest.raises(TokenLMError, match="entry 1.*engine"):
-        write_manifest(path, [entry(tmp_path), entry(tmp_path, 1, engine="festival")])
+        write_manifest(path, [entry(tmp_path), entry(tmp_path, 1, engine="mbrola")])
     with pytest.raises(TokenLMError, match="used twice"):
         write_manifest(path, [entry(tmp_path), entry(tmp_path)])
     assert path.read_text() == before
@@ -72,7 +72,7 @@ BAD = [
     ("[1, 2]", "expected a JSON object"),
     (lambda e: e.pop("text"), "missing key.*text"),
     (lambda e: e.update(id=""), "'id' must be a non-empty string"),
-    (lambda e: e.update(engine="festival"), "'engine' must be one of"),
+    (lambda e: e.update(engine="mbrola"), "'engine' must be one of"),
     (lambda e: e.update(split="dev"), "'split' must be one of"),
     (lambda e: e.update(duration=-1), "'duration' must be a positive"),
     (lambda e: e.update(duration=float("nan")), "'duration' must be a positive"),
