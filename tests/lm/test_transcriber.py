@@ -145,7 +145,12 @@ def test_a_streaming_session_starts_fresh_contexts_at_pauses():
     before = [w.word for w in words if w.start < first][:-1]
     assert before and before == [w.word for w in one if w.start < first][: len(before)]
     assert all(x.start <= y.start for x, y in zip(words, words[1:]))
-    assert len(words) >= 0.8 * len(one)  # later copies are still read after the restarts
+    # later copies are still read after the restarts: each copy gets words, and in all about as many
+    # as one context writes (this out-of-domain sample reads differently from one context to another)
+    span = (wav.shape[-1] + gap.shape[-1]) / sr
+    per_copy = [sum(k * span <= w.start < (k + 1) * span for w in words) for k in range(3)]
+    assert min(per_copy) >= 0.5 * per_copy[0] > 0, per_copy
+    assert len(words) >= 0.7 * len(one)
 
 
 def test_a_streaming_beam_search_restarts_alike_in_a_session_and_the_engine():
