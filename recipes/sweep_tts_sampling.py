@@ -38,49 +38,63 @@ def parse_setting(text: str) -> tuple[float, int, float]:
 
 
 def sweep(model: str, sentences: list[str], settings: list[tuple[float, int, float]], seeds: list[int],
-          batch: int = 10, progress: bool = True, tails: list[float] | None = None) -> dict:
+          batch: int = 10, progress: bool = True, tails: list[float] | None = None,
+          codecs: list[str] | None = None) -> dict:
     """WER (pocketsphinx) of ``model``'s speech for ``sentences`` under each setting and seed,
     for each of ``tails`` (``Speaker.tail_seconds``, the speech after the end-of-speech mark;
-    None: its default only). The tails share the sampled speech up to the mark."""
+    None: its default only) and each of ``codecs`` (decoders of the same codes; None: the model's
+    own). The tails share the sampled speech up to the mark; the decoders decode the same codes."""
     from tqdm import tqdm
 
+    import tokenlm.codecs as tc
     from tokenlm.lm.evaluation import Pocketsphinx, wer
     from tokenlm.lm.tasks import Speaker
 
     sp, ps = Speaker(model), Pocketsphinx()
     tails = [sp.tail_seconds] if tails is None else tails
+    decoders = [(None, None)] if not codecs else [(c, tc.load(c).eval()) for c in codecs]
     rows = []
     bar = tqdm(total=len(settings) * len(tails) * len(seeds) * len(sentences), desc="sweep", unit="sentence",
                dynamic_ncols=True, disable=not progress)
     for (temperature, top_k, timing), tail in ((s, t) for s in settings for t in tails):
         sp.tail_seconds = tail
-        runs = []
+        runs: list[list[dict]] = [[] for _ in decoders]
         for seed in seeds:
-            heard, seconds, t0 = [], 0.0, time.perf_counter()
+            heard, seconds, t0 = [[] for _ in decoders], [0.0] * len(decoders), time.perf_counter()
             for i in range(0, len(sentences), batch):
-                wavs = sp.speak_batch(sentences[i: i + batch], temperature=temperature, top_k=top_k,
-                                      timing_temperature=timing, seed=seed + i)
-                heard += [ps.transcribe(w[0]) for w in wavs]
-                seconds += sum(w.shape[-1] for w in wavs) / sp.codec.sample_rate
-                bar.update(len(wavs))
-            runs.append({"seed": seed, "wer": round(wer(sentences, heard), 4), "audio_seconds": round(seconds, 1),
-                         "wall_seconds": round(time.perf_counter() - t0, 1), "heard": heard})
-        rows.append({"temperature": temperature, "top_k": top_k, "timing_temperature": timing, "tail_seconds": tail,
-                     "wer": round(sum(r["wer"] for r in runs) / len(runs), 4), "runs": runs})
+                codes = sp.sample_batch(sentences[i: i + batch], temperature=temperature, top_k=top_k,
+                                        timing_temperature=timing, seed=seed + i)
+                for d, (_, codec) in enumerate(decoders):
+                    wavs = [sp.decode_pieces(c, codec) for c in codes]
+                    heard[d] += [ps.transcribe(w[0]) for w in wavs]
+                    seconds[d] += sum(w.shape[-1] for w in wavs) / sp.codec.sample_rate
+                bar.update(len(codes))
+            for d in range(len(decoders)):
+                runs[d].append({"seed": seed, "wer": round(wer(sentences, heard[d]), 4),
+                                "audio_seconds": round(seconds[d], 1),
+                                "wall_seconds": round(time.perf_counter() - t0, 1), "heard": heard[d]})
+        for (name, _), r in zip(decoders, runs):
+            rows.append({"temperature": temperature, "top_k": top_k, "timing_temperature": timing,
+                         "tail_seconds": tail, **({"codec": name} if name else {}),
+                         "wer": round(sum(x["wer"] for x in r) / len(r), 4), "runs": r})
     bar.close()
     return {"model": model, "sentences": sentences, "batch": batch, "seeds": seeds, "settings": rows}
 
 
 def table(result: dict) -> str:
     seeds = result["seeds"]
+    codecs = any("codec" in r for r in result["settings"])
     out = (f"Pocketsphinx WER of the TTS's speech for {len(result['sentences'])} sentences, by sampling setting "
            f"(batches of {result['batch']}; seeds {', '.join(map(str, seeds))})\n\n"
-           "| temperature | top-k | word timing | after the end (s) | WER (mean) | " + " | ".join(f"seed {s}" for s in seeds)
-           + " | speech (min) |\n|---|---|---|---|---|" + "---|" * len(seeds) + "---|\n")
+           "| temperature | top-k | word timing | after the end (s) | " + ("decoder | " if codecs else "")
+           + "WER (mean) | " + " | ".join(f"seed {s}" for s in seeds)
+           + " | speech (min) |\n|---|---|---|---|---|" + "---|" * (len(seeds) + bool(codecs)) + "---|\n")
     for r in result["settings"]:
         timing = "greedy" if r["timing_temperature"] == 0 else f"{r['timing_temperature']:g}"
         minutes = sum(x["audio_seconds"] for x in r["runs"]) / len(r["runs"]) / 60
-        out += (f"| {r['temperature']:g} | {r['top_k']} | {timing} | {r.get('tail_seconds', 0):g} | {100 * r['wer']:.1f}% | "
+        decoder = f"{r.get('codec') or 'its own'} | " if codecs else ""
+        out += (f"| {r['temperature']:g} | {r['top_k']} | {timing} | {r.get('tail_seconds', 0):g} | {decoder}"
+                f"{100 * r['wer']:.1f}% | "
                 + " | ".join(f"{100 * x['wer']:.1f}%" for x in r["runs"]) + f" | {minutes:.1f} |\n")
     return out
 
@@ -97,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--tail-seconds", type=float, nargs="+", default=None, metavar="S",
                    help="speech after the end-of-speech mark, one or more values (default: the library's, "
                    "tokenlm.lm.tasks.TTS_TAIL_SECONDS)")
+    p.add_argument("--codec", nargs="+", metavar="CODEC", help="decode the same sampled codes with each of these "
+                   "decoders (codec folders or bundled names with the TTS's codes) instead of the TTS's own")
     p.add_argument("--batch", type=int, default=10, help="sentences spoken at once (default 10)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; sampling is reproducible "
                    "for a given count)")
@@ -120,7 +136,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, args.threads))
     try:
         result = sweep(args.model, sentences, settings, args.seeds, args.batch, progress=sys.stderr.isatty(),
-                       tails=args.tail_seconds)
+                       tails=args.tail_seconds, codecs=args.codec)
     finally:
         torch.set_num_threads(threads)
     result["threads"], result["manifest"] = max(1, args.threads), str(args.manifest)

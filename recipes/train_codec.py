@@ -16,8 +16,11 @@ hinge adversarial and feature-matching losses. --phone-weight adds phonetic supe
 first codebook: a linear phone classifier on its codeword (straight-through to the encoder),
 cross-entropy against the manifest's phone timings (build_corpus.py --phones; entries without
 timings carry no label), so that codebook 0 becomes a "semantic" codebook, like Mimi's distilled
-one but supervised by phones. The classifier is a training aid and is not part of the codec. Codebooks: k-means init on the first
-batch, EMA updates and dead-code replacement, all-reduced across processes so every
+one but supervised by phones. The classifier is a training aid and is not part of the codec.
+--phonetic-judge with --phonetic-weight adds a phonetic loss on the decoded audio: the KL divergence
+from a frozen phone classifier's posteriors on the original to those on the decoded audio
+(tokenlm.codecs.phonetic; train one with train_phone_judge.py), so the decoder renders the phones
+its codes carry; it needs no labels in --train. Codebooks: k-means init on the first batch, EMA updates and dead-code replacement, all-reduced across processes so every
 process holds the same codebooks (checked at every checkpoint).
 
 The run folder holds: command.txt (every invocation), log.jsonl (training and
@@ -80,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     o.add_argument("--disc-channels", type=int, default=16)
     o.add_argument("--phone-weight", type=float, default=0.0,
                    help="weight of the phone classification loss on codebook 0 (needs phone timings)")
+    o.add_argument("--phonetic-judge", metavar="DIR",
+                   help="a phone judge (train_phone_judge.py) for the phonetic loss on the decoded audio")
+    o.add_argument("--phonetic-weight", type=float, default=0.0,
+                   help="weight of the phonetic loss (KL of the judge's phone posteriors, original -> decoded)")
     o.add_argument("--dead-code-threshold", type=float, default=None,
                    help="EMA usage under which a code is replaced (default: scaled to the vectors per step, "
                         "min(2, 0.25 * vectors / codebook_size); a fixed 2 with small batches replaces "
@@ -157,11 +164,12 @@ def phone_loss(codec, head, out, labels: torch.Tensor) -> tuple[torch.Tensor, fl
 
 
 @torch.no_grad()
-def validate(accelerator, codec, mel_loss, dataset, args, phone_head=None) -> dict:
+def validate(accelerator, codec, mel_loss, dataset, args, phone_head=None, judge=None) -> dict:
     from tokenlm.data.loader import eval_batches
 
     codec.eval()
-    totals = torch.zeros(5 + codec.num_codebooks, device=accelerator.device)  # n, mel, sisdr, phones right / labelled
+    # n, mel, sisdr, phones right / labelled, judge's KL, judge's agreement
+    totals = torch.zeros(7, device=accelerator.device)
     usage = torch.zeros(codec.num_codebooks, codec.codebook_size, device=accelerator.device)
     for batch in eval_batches(dataset, args.batch_size, args.eval_items, accelerator.process_index,
                               accelerator.num_processes):
@@ -173,6 +181,10 @@ def validate(accelerator, codec, mel_loss, dataset, args, phone_head=None) -> di
         totals[2] += si_sdr(rec, wav).sum()
         for q in range(codec.num_codebooks):
             usage[q] += torch.bincount(codes[:, q].flatten(), minlength=codec.codebook_size)
+        if judge is not None:
+            kl, agree = phonetic_loss(judge, rec, wav)
+            totals[5] += kl * wav.shape[0]
+            totals[6] += agree * wav.shape[0]
         if phone_head is not None:
             labels = batch["phones"].to(accelerator.device)
             pred = phone_head(codec.quantizer.decode(codes[:, :1]).transpose(1, 2)).argmax(-1)[:, : labels.shape[1]]
@@ -191,9 +203,18 @@ def validate(accelerator, codec, mel_loss, dataset, args, phone_head=None) -> di
         "valid_perplexity": [round(x, 1) for x in perplexity.tolist()],
         "valid_items": int(totals[0].item()),
     }
+    if judge is not None:
+        out["valid_phonetic"] = round(totals[5].item() / n, 4)
+        out["valid_judge_agree"] = round(totals[6].item() / n, 4)
     if phone_head is not None and totals[4] > 0:
         out["valid_phone_acc"] = round(totals[3].item() / totals[4].item(), 4)
     return out
+
+
+def phonetic_loss(judge, rec, wav):
+    from tokenlm.codecs.phonetic import phonetic_loss as kl
+
+    return kl(judge, rec, wav)
 
 
 def codebook_checksum(codec) -> torch.Tensor:
@@ -297,6 +318,13 @@ def main(argv=None) -> int:
                   file=sys.stderr)
     elif init is not None:
         codec.load_state_dict(init.state_dict())
+    judge = None
+    if (args.phonetic_weight > 0) != bool(args.phonetic_judge):
+        raise TokenLMError("--phonetic-weight and --phonetic-judge go together")
+    if args.phonetic_judge:
+        from tokenlm.codecs.phonetic import load_phone_judge
+
+        judge = load_phone_judge(args.phonetic_judge, accelerator.device)
     if args.decoder_codebooks is not None and not (args.decoder_only and 1 <= args.decoder_codebooks
                                                    <= cfg.num_codebooks):
         raise TokenLMError(f"--decoder-codebooks goes with --decoder-only and counts 1..{cfg.num_codebooks} "
@@ -398,6 +426,10 @@ def main(argv=None) -> int:
             ce, acc = phone_loss(raw, phone_head, out, batch["phones"].to(accelerator.device))
             loss = loss + args.phone_weight * ce
             metrics |= {"phone_ce": ce.item(), "phone_acc": acc}
+        if judge is not None:
+            kl, agree = phonetic_loss(judge, rec, wav)
+            loss = loss + args.phonetic_weight * kl
+            metrics |= {"phonetic": kl.item(), "judge_agree": agree}
         if stft_loss is not None:
             stft = stft_loss(rec, wav)
             loss = loss + args.stft_weight * stft
@@ -431,11 +463,13 @@ def main(argv=None) -> int:
             bar.set_postfix(loss=f"{loss.item():.3f}", mel=f"{mel.item():.3f}")
         if valid_set is not None and (step % args.eval_every == 0 or step == args.steps):
             v = validate(accelerator, raw, mel_loss, valid_set, args,
-                         accelerator.unwrap_model(phone_head) if phone_head is not None else None)
+                         accelerator.unwrap_model(phone_head) if phone_head is not None else None, judge)
             if main_proc:
                 log.write(json.dumps({"step": step, **v}) + "\n")
                 log.flush()
                 phones = f", phone accuracy {v['valid_phone_acc']:.3f}" if "valid_phone_acc" in v else ""
+                if "valid_phonetic" in v:
+                    phones += f", phonetic KL {v['valid_phonetic']:.3f} (judge agrees {v['valid_judge_agree']:.3f})"
                 bar.write(f"step {step}: valid mel {v['valid_mel']:.3f}, SI-SDR {v['valid_si_sdr']:.2f} dB, "
                           f"code perplexity {v['valid_perplexity']}{phones}")
         if step % args.save_every == 0 or step == args.steps:

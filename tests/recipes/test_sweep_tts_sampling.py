@@ -55,3 +55,30 @@ def test_a_sweep_speaks_every_sentence_under_every_setting_and_seed(tmp_path):
     assert rows[1]["runs"][1]["heard"][1] == Pocketsphinx().transcribe(wav[0])
     md = (out / "tts_sampling.md").read_text()
     assert "| 0.5 | 20 | greedy | 0.12 |" in md and "| 0.7 | 50 | 0.7 | 0.12 |" in md and "seed 4" in md
+
+
+def test_several_decoders_hear_the_same_sampled_codes(tmp_path):
+    import torch
+
+    from tokenlm.errors import CodecError
+    from tokenlm.lm.tasks import Speaker
+
+    own = str(ROOT / "tokenlm" / "lm" / "pretrained" / "tts" / "codec")
+    write_manifest(tmp_path / "m.jsonl", [{"id": "u0", "text": "a dog ran home", "audio": "none.wav", "split": "valid",
+                                            "voice": "v", "engine": "flite", "duration": 1.0, "sample_rate": 16000}])
+    args = ["--manifest", str(tmp_path / "m.jsonl"), "--setting", "0.5:50:0", "--seeds", "7",
+            "--threads", str(torch.get_num_threads())]
+    assert sweep.main([*args, "--out-dir", str(tmp_path / "a")]) == 0
+    assert sweep.main([*args, "--codec", "default", own, "--out-dir", str(tmp_path / "b")]) == 0
+    alone = json.loads((tmp_path / "a" / "tts_sampling.json").read_text())["settings"]
+    rows = json.loads((tmp_path / "b" / "tts_sampling.json").read_text())["settings"]
+    assert [r["codec"] for r in rows] == ["default", own] and "codec" not in alone[0]
+    assert rows[1]["runs"][0]["heard"] == alone[0]["runs"][0]["heard"]  # the TTS's own decoder, the same codes
+    assert "| default |" in (tmp_path / "b" / "tts_sampling.md").read_text()
+    sp = Speaker("tts")
+    pieces = sp.sample_batch(["a dog ran home"], seed=7)[0]
+    torch.testing.assert_close(sp.decode_pieces(pieces), sp.speak_batch(["a dog ran home"], seed=7)[0])
+    import tokenlm.codecs as tc
+
+    with pytest.raises(CodecError, match="does not decode"):
+        sp.decode_pieces(pieces, tc.load("speech16k-v1"))

@@ -185,3 +185,37 @@ def test_phone_supervision_of_codebook_0(corpus, tmp_path):
     r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "bare", "--steps", "1", "--phone-weight", "1"),
              "--train", str(bare)])
     assert r.returncode == 1 and "--phones" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_phone_judge_then_a_phonetic_loss_on_the_decoded_audio(corpus, tmp_path):
+    """train_phone_judge.py learns the made-up phones; --phonetic-judge then adds its KL to the codec's loss
+    (logged and validated), and the judge stays out of the codec."""
+    judge = tmp_path / "judge"
+    r = run([sys.executable, str(ROOT / "recipes" / "train_phone_judge.py"), "--train", str(corpus / "train.jsonl"),
+             "--valid", str(corpus / "valid.jsonl"), "--out", str(judge), "--steps", "60", "--batch-size", "4",
+             "--crop-seconds", "0.5", "--channels", "32", "--layers", "2", "--eval-every", "30", "--threads", "1"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    from tokenlm.codecs.phonetic import PAUSE, load_phone_judge
+
+    loaded = load_phone_judge(judge)
+    assert loaded.config.classes == [PAUSE, "user:a", "user:b", "user:c"]
+    rows = [json.loads(x) for x in (judge / "log.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in rows if "loss" in x]
+    assert losses[-1] < losses[0]
+    assert [x["step"] for x in rows if "valid_acc" in x] == [30, 60]
+    out = tmp_path / "run"
+    r = run([sys.executable, str(RECIPE), *args(corpus, out, "--steps", "3", "--save-every", "3", "--adv-weight", "0",
+                                                "--phonetic-judge", str(judge), "--phonetic-weight", "0.5")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert all(x["phonetic"] >= 0 and 0 <= x["judge_agree"] <= 1 for x in rows if "loss" in x)
+    assert any(x.get("valid_phonetic", -1) >= 0 for x in rows) and "phonetic KL" in r.stdout + r.stderr
+    import tokenlm.codecs as tc
+
+    assert tc.load(out / "model").config.num_codebooks == 4
+    # one without the other, or a folder that is no judge: one line, no traceback
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "x", "--steps", "1", "--phonetic-weight", "1")])
+    assert r.returncode == 1 and "--phonetic-judge" in r.stderr and "Traceback" not in r.stderr
+    r = run([sys.executable, str(RECIPE), *args(corpus, tmp_path / "y", "--steps", "1", "--phonetic-weight", "1",
+                                                "--phonetic-judge", str(corpus))])
+    assert r.returncode == 1 and "phone judge" in r.stderr and "Traceback" not in r.stderr

@@ -669,14 +669,35 @@ class Speaker:
                     max_seconds: float | None = None) -> list[torch.Tensor]:
         """Speech for each of ``texts`` (one batch; one take each; a long text's pieces, as
         :meth:`speak` splits it, are rows of the same batch)."""
+        codes = self.sample_batch(texts, temperature=temperature, top_k=top_k, timing_temperature=timing_temperature,
+                                  seed=seed, max_seconds=max_seconds)
+        return [self.decode_pieces(c) for c in codes]
+
+    @torch.no_grad()
+    def sample_batch(self, texts: list[str], *, temperature: float = TTS_TEMPERATURE, top_k: int = TTS_TOP_K,
+                     timing_temperature: float = TTS_TIMING_TEMPERATURE, seed: int | None = 0,
+                     max_seconds: float | None = None) -> list[list[torch.Tensor]]:
+        """What :meth:`speak_batch` samples, before decoding: for each text, the codes ``[Q, F]`` of
+        each of its pieces (one piece unless the text is long)."""
         sampling = tts_sampling(self.streams, temperature, top_k, timing_temperature)
         pieces = [self._pieces(t) for t in texts]
-        wavs = [self._decode(c) for c in self._sample([p for ps in pieces for p in ps], sampling, seed, max_seconds)]
+        codes = self._sample([p for ps in pieces for p in ps], sampling, seed, max_seconds)
         out, i = [], 0
         for ps in pieces:
-            out.append(wavs[i] if len(ps) == 1 else torch.cat(wavs[i: i + len(ps)], dim=-1))
+            out.append(codes[i: i + len(ps)])
             i += len(ps)
         return out
+
+    @torch.no_grad()
+    def decode_pieces(self, pieces: list[torch.Tensor], codec=None) -> torch.Tensor:
+        """Speech ``[C, T]`` for one text's sampled pieces (:meth:`sample_batch`), joined; ``codec``: another
+        decoder of the same codes (checked by token fingerprint) instead of the Speaker's own."""
+        if codec is None:
+            return torch.cat([self._decode(c) for c in pieces], dim=-1)
+        if codec.token_fingerprint != self.codec.token_fingerprint:
+            raise CodecError(f"codec {codec.token_fingerprint} does not decode this TTS's tokens "
+                             f"({self.codec.token_fingerprint})")
+        return torch.cat([codec.decode(c[None].to(self.device))[0].cpu() for c in pieces], dim=-1)
 
     def _sample(self, texts: list[str], sampling: list[Sampling], seed: int | None,
                 max_seconds: float | None) -> list[torch.Tensor]:
